@@ -1,0 +1,24 @@
+"""Exceptions with messages a user can act on."""
+
+
+class CreditlabError(Exception):
+    """Base class of every error creditlab raises on purpose."""
+
+
+class UnknownNameError(CreditlabError, KeyError):
+    """A rule, model, dataset or experiment name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0]) if self.args else ""
+
+
+class IncompatibleModelError(CreditlabError, TypeError):
+    """A rule was given a model it cannot train."""
+
+
+class DatasetError(CreditlabError):
+    """A dataset is missing, corrupt or truncated."""
+
+
+class DivergenceError(CreditlabError):
+    """Training produced a non-finite loss or parameter."""

@@ -1,0 +1,85 @@
+"""Paper reproductions, registered by name for ``creditlab reproduce NAME``.
+
+Each experiment module defines a function decorated with :func:`register_experiment`::
+
+    @register_experiment("fa-theory-alignment", "Song et al. 2021: cos(beta, b) vs width")
+    def run(ctx: ExperimentContext) -> list[dict]:
+        ...  # ctx.quick, ctx.device, ctx.out_dir, ctx.data_dir, ctx.seed
+        rec = make_record("reproduce", "fa-theory-alignment", config, final)
+        ctx.record(rec)         # appends to ctx.out_dir/results.jsonl
+        ctx.figure(fig, "alignment_vs_width")   # saves ctx.out_dir/alignment_vs_width.png
+        return [rec]
+
+``quick=True`` must run the same code path on a reduced problem in about two minutes on 2 CPU
+cores; its numbers are smoke checks, never quoted as results.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from creditlab.registry import Registry, import_submodules
+from creditlab.results import append_record
+
+
+@dataclass
+class ExperimentContext:
+    """Where and how an experiment runs."""
+
+    quick: bool = False
+    device: str = "cpu"
+    out_dir: Path = field(default_factory=lambda: Path("runs/reproduce"))
+    data_dir: str | os.PathLike | None = None
+    seed: int = 0
+
+    def record(self, record: dict[str, Any]) -> None:
+        """Append a results record to ``out_dir/results.jsonl``."""
+        append_record(self.out_dir / "results.jsonl", record)
+
+    def figure(self, fig: Any, stem: str) -> Path:
+        """Save a matplotlib figure as ``out_dir/<stem>.png`` and close it."""
+        import matplotlib.pyplot as plt
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / f"{stem}.png"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        return path
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered reproduction."""
+
+    name: str
+    description: str
+    run: Callable[[ExperimentContext], list[dict[str, Any]]]
+
+
+EXPERIMENTS: Registry[Experiment] = Registry("experiment")
+
+
+def register_experiment(name: str, description: str
+                        ) -> Callable[[Callable[[ExperimentContext], list[dict[str, Any]]]],
+                                      Callable[[ExperimentContext], list[dict[str, Any]]]]:
+    """Decorator registering ``run(ctx) -> records`` as the experiment ``name``."""
+
+    def decorator(run: Callable[[ExperimentContext], list[dict[str, Any]]]
+                  ) -> Callable[[ExperimentContext], list[dict[str, Any]]]:
+        EXPERIMENTS.register(name)(Experiment(name, description, run))
+        return run
+
+    return decorator
+
+
+def load_all() -> Registry[Experiment]:
+    """Import every experiment module (so each registers) and return the registry."""
+    import_submodules(__name__)
+    return EXPERIMENTS
+
+
+__all__ = ["EXPERIMENTS", "Experiment", "ExperimentContext", "load_all", "register_experiment"]

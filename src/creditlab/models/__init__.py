@@ -1,0 +1,61 @@
+"""Model zoo. Every model is registered by its command-line name with a builder
+
+``builder(input_shape: tuple[int, int, int], num_classes: int, **options) -> nn.Module``.
+
+Models that need post-step constraints (nonnegative clamps, clipping) define
+``apply_constraints()`` on the module that owns them; the trainer calls
+:func:`creditlab.models.apply_constraints` after every optimizer step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch.nn as nn
+
+from creditlab.registry import Registry, import_submodules
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its builder, the dataset it is natural for, and training defaults."""
+
+    builder: Callable[..., nn.Module]
+    description: str
+    default_dataset: str = "mnist"
+    defaults: dict = field(default_factory=dict)  # epochs, lr, optimizer, batch_size, ...
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def register_model(name: str, description: str, default_dataset: str = "mnist", **defaults: object
+                   ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a model builder under ``name`` with its training defaults."""
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS.register(name)(ModelEntry(builder, description, default_dataset, dict(defaults)))
+        return builder
+
+    return decorator
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **options: object) -> nn.Module:
+    """Build the model registered as ``name`` for inputs ``(C, H, W)`` and ``num_classes`` outputs."""
+    entry = MODELS.get(name)
+    model = entry.builder(tuple(input_shape), num_classes, **options)
+    model.creditlab_name = name  # type: ignore[assignment]
+    model.input_shape = tuple(input_shape)  # type: ignore[assignment]
+    return model
+
+
+def apply_constraints(model: nn.Module) -> None:
+    """Call ``apply_constraints()`` on every submodule that defines it (after an optimizer step)."""
+    for module in model.modules():
+        hook = getattr(module, "apply_constraints", None)
+        if callable(hook):
+            hook()
+
+
+import_submodules(__name__)

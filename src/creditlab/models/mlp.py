@@ -1,0 +1,55 @@
+"""Multilayer perceptron with configurable widths and activation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from creditlab.models import register_model
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+    "identity": nn.Identity,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module by name (``relu``, ``tanh``, ``sigmoid``, ``gelu``, ...)."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(sorted(ACTIVATIONS))}") from None
+
+
+class MLP(nn.Sequential):
+    """Flatten -> [Linear -> activation] * len(hidden) -> Linear.
+
+    x: (batch, *input_shape) -> logits (batch, num_classes).
+    """
+
+    def __init__(self, in_features: int, hidden: tuple[int, ...], num_classes: int,
+                 activation: str = "relu") -> None:
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), make_activation(activation)]
+            width = h
+        layers.append(nn.Linear(width, num_classes))
+        super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return super().forward(x)
+
+
+@register_model("mlp", "MLP 784-256-256-10 (widths and activation configurable)",
+                epochs=10, lr=1e-3, optimizer="adam", batch_size=64)
+def build_mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] = (256, 256),
+              activation: str = "relu") -> MLP:
+    """MLP over flattened inputs."""
+    return MLP(math.prod(input_shape), tuple(hidden), num_classes, activation)

@@ -1,0 +1,133 @@
+"""The results store: one JSON object per line, one schema for training, reproduction and performance.
+
+A record::
+
+    {"kind": "train" | "reproduce" | "perf",
+     "name": str,                # e.g. "bp/mlp/mnist" or "fa-theory-alignment"
+     "config": {...},            # everything needed to rerun it
+     "epochs": [{...}, ...],     # per-epoch metrics (may be empty)
+     "final": {...},             # final metrics (accuracies are fractions in [0, 1])
+     "wall_time_s": float, "device": str, "commit": str, "dirty": bool,
+     "versions": {"python", "torch", "numpy", "creditlab"}, "timestamp": ISO-8601 UTC}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import creditlab
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit() -> str:
+    """Short commit hash of the creditlab checkout, or ``unknown`` outside a git checkout."""
+    return _git("rev-parse", "--short=10", "HEAD") or "unknown"
+
+
+def git_dirty() -> bool:
+    """True when the checkout has uncommitted changes to tracked files."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return bool(status)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the software a result depends on."""
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "creditlab": creditlab.__version__}
+
+
+def device_description(device: str | torch.device) -> str:
+    """A human-readable device label: the GPU's name, or the CPU with its thread count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.machine()}x{torch.get_num_threads()}threads"
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """A stable hash of a config, used to skip work that already has a record."""
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def make_record(kind: str, name: str, config: dict[str, Any], final: dict[str, Any],
+                epochs: list[dict[str, Any]] | None = None, wall_time_s: float = 0.0,
+                device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Build a results record with provenance (commit, versions, device, time)."""
+    return {
+        "kind": kind,
+        "name": name,
+        "config": config,
+        "config_key": config_key(config),
+        "epochs": epochs or [],
+        "final": final,
+        "wall_time_s": round(float(wall_time_s), 3),
+        "device": device_description(device),
+        "commit": git_commit(),
+        "dirty": git_dirty(),
+        "versions": versions(),
+        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one record as a JSON line (flushed and synced, so an interrupted run keeps it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, default=_json_default, allow_nan=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """All records in one or more JSON-lines files or directories (``*.jsonl`` inside); bad lines skipped."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files += sorted(p.rglob("*.jsonl")) if p.is_dir() else [p]
+    records: list[dict[str, Any]] = []
+    for file in files:
+        if not file.is_file():
+            continue
+        for line in file.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by an interruption
+    return records
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, np.generic | np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, tuple | set):
+        return list(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

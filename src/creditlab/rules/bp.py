@@ -1,0 +1,22 @@
+"""Backpropagation: the exact gradient, by autograd. The baseline every other rule is measured against."""
+
+from __future__ import annotations
+
+import torch
+
+from creditlab.rules import register_rule
+from creditlab.rules.base import Rule, StepOutput
+
+
+@register_rule("bp")
+class Backprop(Rule):
+    """Exact gradient of the loss by reverse-mode autograd."""
+
+    name = "bp"
+    description = "backpropagation (autograd): the exact gradient"
+
+    def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:  # noqa: D102
+        output = self.model(inputs)
+        loss = self.loss_fn(output, targets)
+        loss.backward()
+        return StepOutput(loss, output)
