@@ -15,7 +15,15 @@ class Backprop(Rule):
     name = "bp"
     description = "backpropagation (autograd): the exact gradient"
 
-    def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:  # noqa: D102
+    def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
+        """Autograd backward pass; a model with its own exact backward (``backprop_update``) uses that.
+
+        Vectorized nonnegative networks provide ``backprop_update(inputs, targets, loss_fn)``: the
+        exact gradient computed on the scalar credit, K times cheaper than autograd through vector units.
+        """
+        custom = getattr(self.model, "backprop_update", None)
+        if callable(custom):
+            return custom(inputs, targets, self.loss_fn)
         output = self.model(inputs)
         loss = self.loss_fn(output, targets)
         loss.backward()
