@@ -132,7 +132,7 @@ def download(spec: DatasetSpec, cache_root: Path) -> list[str]:
                     target = folder / (file.name + ".gz")
                     if target.is_file():
                         continue
-                    staging = folder / (file.name + ".gz.download")
+                    staging = folder / (".partial-" + file.name + ".gz")
                     _fetch(base + file.name + ".gz", staging)
                     try:
                         read_verified(staging, file)

@@ -47,9 +47,9 @@ class MLP(nn.Sequential):
         return super().forward(x)
 
 
-@register_model("mlp", "MLP 784-256-256-10 (widths and activation configurable)",
-                epochs=10, lr=1e-3, optimizer="adam", batch_size=64)
-def build_mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] = (256, 256),
+@register_model("mlp", "MLP 784-512-512-10, ReLU (widths and activation configurable)",
+                epochs=10, lr=2e-3, optimizer="adam", batch_size=64, schedule="cosine")
+def build_mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] = (512, 512),
               activation: str = "relu") -> MLP:
     """MLP over flattened inputs."""
     return MLP(math.prod(input_shape), tuple(hidden), num_classes, activation)

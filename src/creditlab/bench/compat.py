@@ -1,0 +1,49 @@
+"""Which registered models each rule can train (asked of the rule itself, never hard-coded)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn as nn
+
+from creditlab.data.specs import DATASETS
+from creditlab.errors import IncompatibleModelError
+from creditlab.models import MODELS, build_model
+from creditlab.rules import RULES
+
+#: the order in which a rule's "natural" model is chosen for demos and quick benchmarks
+PREFERRED_MODELS = ("mlp", "vnn-fc", "lenet", "arelu-fc")
+
+
+@lru_cache(maxsize=None)
+def _example_model(name: str) -> nn.Module:
+    entry = MODELS.get(name)
+    spec = DATASETS.get(entry.default_dataset)
+    with torch.random.fork_rng():
+        return build_model(name, spec.image_shape, spec.num_classes)
+
+
+def can_train(rule: str, model: str) -> bool:
+    """True when ``rule``'s own check accepts ``model`` (built for its natural dataset)."""
+    try:
+        RULES.get(rule).check_model(_example_model(model))
+    except IncompatibleModelError:
+        return False
+    return True
+
+
+def compatible_models(rule: str) -> list[str]:
+    """Every registered model that ``rule`` can train."""
+    return [m for m in MODELS.names() if can_train(rule, m)]
+
+
+def natural_model(rule: str) -> str:
+    """The model a rule is shown on by default: the first compatible one in PREFERRED_MODELS."""
+    compatible = compatible_models(rule)
+    for name in PREFERRED_MODELS:
+        if name in compatible:
+            return name
+    if not compatible:
+        raise IncompatibleModelError(f"rule {rule!r} accepts none of the registered models")
+    return compatible[0]
