@@ -1,0 +1,372 @@
+"""Song, Xu & Lafferty (NeurIPS 2021): convergence and alignment of FA in two-layer networks.
+
+Three reproductions (settings: ``shared/research/gevb_fa.md`` section 4, checked against the authors'
+``align_neurips_simulations`` code):
+
+* ``fa-theory-alignment``: cos(b, beta) at convergence vs width p, one line per weight decay lambda.
+* ``fa-theory-loss``: training loss vs step at p = 3200 (exponential decay = straight line on log axes).
+* ``fa-theory-mnist``: 784-1000-10 ReLU with FA in the first layer, lambda in {0, 0.1, 0.3} on the
+  readout, next to backprop from the same initial network; accuracy and alignments per epoch.
+
+The authors' numbers below were re-aggregated from their released CSVs
+(``dataframes/df_*_autograd_l2_v6.csv``: 50 runs per cell; ``df_mnist_performance_2l_v6_job*.csv``:
+10 jobs, test accuracy after each epoch).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from creditlab.analysis.fa_theory import (
+    AUTHOR_SETTINGS,
+    SweepSetting,
+    init_stacked_nets,
+    run_width,
+    sample_problems,
+    stacked_accuracy,
+    stacked_sgd_step,
+    summarize,
+    train_batched,
+)
+from creditlab.experiments import ExperimentContext, register_experiment
+from creditlab.results import make_record
+
+# activation -> lambda -> width -> (mean, sd, runs) of cos(beta, b), from the authors' v6 CSVs.
+AUTHOR_ALIGNMENT: dict[str, dict[float, dict[int, tuple[float, float, int]]]] = {
+    "linear": {
+        0.0: {200: (0.2062, 0.0679, 50), 400: (0.1194, 0.0475, 50), 800: (0.059, 0.0328, 50),
+              1600: (0.0309, 0.0249, 50), 3200: (0.0121, 0.0177, 50), 6400: (0.009, 0.0122, 50),
+              12800: (0.0039, 0.0089, 50)},
+        0.2: {200: (0.7904, 0.0268, 50), 400: (0.7741, 0.0297, 50), 800: (0.7568, 0.0311, 50),
+              1600: (0.7379, 0.0322, 50), 3200: (0.7134, 0.0389, 50), 6400: (0.657, 0.0857, 50),
+              12800: (0.5512, 0.133, 50)},
+        0.3: {200: (0.867, 0.0189, 50), 400: (0.8612, 0.0134, 50), 800: (0.8538, 0.0199, 50),
+              1600: (0.8356, 0.0219, 50), 3200: (0.8181, 0.021, 50), 6400: (0.7994, 0.0304, 50),
+              12800: (0.7704, 0.0489, 50)},
+        0.5: {200: (0.9198, 0.0142, 50), 400: (0.9195, 0.0126, 50), 800: (0.9134, 0.0082, 50),
+              1600: (0.9043, 0.0114, 50), 3200: (0.8953, 0.0107, 50), 6400: (0.8818, 0.0139, 50),
+              12800: (0.8661, 0.0175, 50)},
+    },
+    "relu": {
+        0.0: {200: (0.2199, 0.0515, 50), 400: (0.1358, 0.0434, 50), 800: (0.0727, 0.0269, 50),
+              1600: (0.043, 0.0222, 50), 3200: (0.0221, 0.0189, 50), 6400: (0.0095, 0.0134, 50),
+              12800: (0.0057, 0.008, 50)},
+        0.02: {200: (0.4013, 0.0573, 50), 400: (0.3813, 0.0452, 50), 800: (0.411, 0.0411, 50),
+               1600: (0.4429, 0.0397, 50), 3200: (0.4929, 0.0272, 50), 6400: (0.5067, 0.0341, 50),
+               12800: (0.5134, 0.031, 50)},
+        0.05: {200: (0.6821, 0.0478, 50), 400: (0.6707, 0.0433, 50), 800: (0.687, 0.0343, 50),
+               1600: (0.7104, 0.0288, 50), 3200: (0.7187, 0.0259, 50), 6400: (0.7195, 0.0221, 50),
+               12800: (0.7212, 0.0284, 50)},
+        0.2: {200: (0.8582, 0.0615, 50), 400: (0.857, 0.0487, 50), 800: (0.8602, 0.0448, 50),
+              1600: (0.8518, 0.0473, 50), 3200: (0.8463, 0.0405, 50), 6400: (0.84, 0.0416, 50),
+              12800: (0.8461, 0.0425, 50)},
+    },
+    "tanh": {
+        0.0: {200: (0.2602, 0.0553, 50), 400: (0.1735, 0.041, 50), 800: (0.1117, 0.0339, 50),
+              1600: (0.0756, 0.0221, 50), 3200: (0.0498, 0.0159, 50), 6400: (0.0301, 0.0103, 50),
+              12800: (0.0199, 0.0083, 50)},
+        0.001: {200: (0.3278, 0.0711, 50), 400: (0.2594, 0.0435, 50), 800: (0.2281, 0.0332, 50),
+                1600: (0.2172, 0.0303, 50), 3200: (0.2583, 0.0274, 50), 6400: (0.3222, 0.0224, 50),
+                12800: (0.3965, 0.0237, 50)},
+        0.002: {200: (0.3715, 0.048, 50), 400: (0.3714, 0.0418, 50), 800: (0.3917, 0.0354, 50),
+                1600: (0.4337, 0.029, 50), 3200: (0.4667, 0.0243, 50), 6400: (0.4754, 0.0213, 50),
+                12800: (0.4885, 0.0205, 50)},
+        0.005: {200: (0.5172, 0.0461, 50), 400: (0.5212, 0.0354, 50), 800: (0.5229, 0.0249, 50),
+                1600: (0.5393, 0.022, 50), 3200: (0.5335, 0.0195, 50), 6400: (0.531, 0.0182, 50),
+                12800: (0.5323, 0.018, 50)},
+    },
+    "sigmoid": {
+        0.0: {200: (0.2645, 0.0434, 50), 400: (0.1645, 0.0396, 50), 800: (0.112, 0.0295, 50),
+              1600: (0.0704, 0.0205, 50), 3200: (0.0392, 0.0152, 50), 6400: (0.0235, 0.0114, 50),
+              12800: (0.0142, 0.0079, 50)},
+        0.001: {200: (0.3173, 0.05, 50), 400: (0.2477, 0.0379, 50), 800: (0.2236, 0.0379, 50),
+                1600: (0.2128, 0.0314, 50), 3200: (0.2509, 0.033, 50), 6400: (0.3288, 0.0325, 50),
+                12800: (0.4061, 0.0275, 50)},
+        0.003: {200: (0.4828, 0.0565, 50), 400: (0.4811, 0.0448, 50), 800: (0.5205, 0.0389, 50),
+                1600: (0.5559, 0.0347, 50), 3200: (0.5735, 0.032, 50), 6400: (0.5772, 0.0271, 50),
+                12800: (0.5827, 0.0249, 50)},
+        0.01: {200: (0.6708, 0.0438, 50), 400: (0.656, 0.0504, 50), 800: (0.6526, 0.0408, 50),
+               1600: (0.6461, 0.0425, 50), 3200: (0.6459, 0.0424, 50), 6400: (0.6452, 0.0413, 50),
+               12800: (0.6425, 0.0334, 50)},
+    },
+}
+
+# lambda -> epoch -> (mean, sd) test accuracy over 10 jobs (authors' df_mnist_performance_2l_v6).
+AUTHOR_MNIST_ACCURACY: dict[float, dict[int, tuple[float, float]]] = {
+    0.0: {1: (0.1526, 0.0317), 2: (0.218, 0.0354), 3: (0.2857, 0.0329), 5: (0.398, 0.0225),
+          10: (0.559, 0.0144), 20: (0.6878, 0.0089), 30: (0.7433, 0.0087), 50: (0.7942, 0.0061),
+          100: (0.8396, 0.0036), 150: (0.8588, 0.0026), 200: (0.8707, 0.0024), 300: (0.8851, 0.0019)},
+    0.1: {1: (0.1557, 0.0322), 2: (0.2324, 0.0352), 3: (0.3167, 0.0308), 5: (0.4605, 0.0175),
+          10: (0.6672, 0.0105), 20: (0.8374, 0.0038), 30: (0.8942, 0.0026), 50: (0.9055, 0.0023),
+          100: (0.9079, 0.002), 150: (0.9106, 0.0018), 200: (0.9126, 0.0017), 300: (0.9162, 0.0017)},
+    0.3: {1: (0.1631, 0.033), 2: (0.2689, 0.0347), 3: (0.3936, 0.023), 5: (0.6026, 0.0148),
+          10: (0.854, 0.004), 20: (0.8832, 0.0016), 30: (0.8844, 0.0018), 50: (0.8876, 0.0019),
+          100: (0.8931, 0.0022), 150: (0.8981, 0.0019), 200: (0.9013, 0.0017), 300: (0.906, 0.0007)},
+}
+
+PANEL_ACTIVATIONS = ("relu", "linear", "tanh")   # the paper's three alignment panels
+
+
+def _generator(seed: int, *parts: int) -> torch.Generator:
+    key = seed
+    for part in parts:
+        key = (key * 1_000_003 + part) % (2 ** 62)
+    return torch.Generator().manual_seed(key)
+
+
+def alignment_sweep(ctx: ExperimentContext, activation: str, widths: tuple[int, ...],
+                    runs: int | dict[int, int], base_steps: int | None = None,
+                    name: str = "fa-theory-alignment") -> dict[str, Any]:
+    """Width sweep of cos(b, beta) for one activation with the authors' lambdas and step size.
+
+    runs: per-width number of seeds (an int for all widths). base_steps overrides the 5000-step base of
+    the step budget (quick mode only). Writes one record and the figure ``alignment_<activation>``.
+    """
+    setting = AUTHOR_SETTINGS[activation]
+    if base_steps is not None:
+        setting = SweepSetting(**{**setting.__dict__, "base_steps": base_steps})
+    runs_at = {p: (runs if isinstance(runs, int) else runs[p]) for p in widths}
+    start = time.perf_counter()
+    cells = []
+    for width in widths:
+        cell = run_width(setting, width, runs_at[width], _generator(ctx.seed, width, len(activation)),
+                         device=ctx.device)
+        for i, lam in enumerate(cell.lambdas):
+            ours = summarize(cell.alignment[i])
+            theirs = AUTHOR_ALIGNMENT[activation].get(lam, {}).get(width)
+            entry = {"activation": activation, "lambda": lam, "width": width, "ours": ours,
+                     "alignment_values": cell.alignment[i].tolist(),
+                     "mean_steps": float(cell.steps[i].double().mean()),
+                     "max_steps": int(cell.steps[i].max()),
+                     "mean_final_loss": float(cell.final_loss[i].double().mean()),
+                     "runs_hit_step_cap": int(cell.hit_max_steps[i].sum()),
+                     "cell_wall_time_s": cell.wall_time_s}
+            if theirs is not None:
+                entry["authors"] = {"mean": theirs[0], "sd": theirs[1], "n": theirs[2]}
+                entry["within_2sd_of_authors"] = abs(ours["mean"] - theirs[0]) <= 2 * theirs[1]
+            cells.append(entry)
+            print(f"[{name}] {activation} p={width} lambda={lam:g}: ours {ours['mean']:.3f} +- "
+                  f"{ours['sd']:.3f} (n={ours['n']})"
+                  + (f"  authors {theirs[0]:.3f} +- {theirs[1]:.3f}" if theirs else ""), flush=True)
+    compared = [c["within_2sd_of_authors"] for c in cells if "within_2sd_of_authors" in c]
+    config = {"activation": activation, "data": setting.data, "step_size": setting.step_size,
+              "lambdas": list(setting.lambdas), "n": setting.n, "d": setting.d, "widths": list(widths),
+              "runs": runs_at, "base_steps": setting.base_steps, "check_every": setting.check_every,
+              "plateau_tol": setting.plateau_tol, "seed": ctx.seed, "quick": ctx.quick}
+    final = {"cells": cells, "cells_compared": len(compared), "cells_within_2sd": int(sum(compared))}
+    record = make_record("reproduce", name, config, final, wall_time_s=time.perf_counter() - start,
+                         device=ctx.device)
+    ctx.record(record)
+    stem = f"alignment_{activation}" + ("_quick" if ctx.quick else "")
+    ctx.figure(_alignment_figure(activation, cells), stem)
+    return record
+
+
+def _alignment_figure(activation: str, cells: list[dict[str, Any]]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    lambdas = sorted({c["lambda"] for c in cells})
+    colors = plt.cm.viridis([i / max(1, len(lambdas) - 1) for i in range(len(lambdas))])
+    for lam, color in zip(lambdas, colors, strict=True):
+        rows = sorted((c for c in cells if c["lambda"] == lam), key=lambda c: c["width"])
+        ws = [c["width"] for c in rows]
+        ax.errorbar(ws, [c["ours"]["mean"] for c in rows], yerr=[c["ours"]["sd"] if c["ours"]["n"] > 1 else 0
+                                                               for c in rows],
+                    marker="o", capsize=3, color=color, label=f"λ={lam:g} (ours)")
+        theirs = AUTHOR_ALIGNMENT[activation].get(lam, {})
+        if theirs:
+            tw = sorted(theirs)
+            ax.errorbar(tw, [theirs[w][0] for w in tw], yerr=[theirs[w][1] for w in tw], color=color,
+                        linestyle="--", alpha=0.45, capsize=2, label=f"λ={lam:g} (authors)")
+    ax.set_xscale("log")
+    ax.set_xlabel("hidden width p")
+    ax.set_ylabel("alignment cos(β, b)")
+    ax.set_title(f"FA alignment vs width ({activation})")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def loss_curves(ctx: ExperimentContext, activation: str, width: int, runs: int, steps: int
+                ) -> dict[str, Any]:
+    """Training loss of FA at one width for every lambda (fixed step count, no plateau rule)."""
+    setting = AUTHOR_SETTINGS[activation]
+    lambdas = tuple(float(v) for v in setting.lambdas)
+    gen = _generator(ctx.seed, width, 7 + len(activation))
+    problems = sample_problems(len(lambdas) * runs, setting.n, setting.d, width, activation, setting.data,
+                               gen)
+    lam = torch.tensor(lambdas).repeat_interleave(runs)
+    start = time.perf_counter()
+    result = train_batched(problems, lam, activation, setting.step_size, steps, use_plateau=False,
+                           record_loss=True)
+    history = result.loss_history.view(len(lambdas), runs, -1).double()
+    log_loss = history.clamp_min(1e-300).log10()
+    checkpoints = sorted({0, steps // 10, steps // 4, steps // 2, steps - 1})
+    per_lambda = []
+    for i, lam_value in enumerate(lambdas):
+        mean_log = log_loss[i].mean(0)
+        # slope of log10 loss over the second half: a straight line = exponential decay
+        half = torch.arange(steps // 2, steps, dtype=torch.float64)
+        slope = float(torch.linalg.lstsq(torch.stack([half, torch.ones_like(half)], 1),
+                                         mean_log[steps // 2:].unsqueeze(1)).solution[0])
+        per_lambda.append({"lambda": lam_value,
+                           "mean_loss_at": {str(t): float(history[i, :, t].mean()) for t in checkpoints},
+                           "sd_loss_at": {str(t): float(history[i, :, t].std()) if runs > 1 else 0.0
+                                          for t in checkpoints},
+                           "log10_loss_slope_second_half_per_1000_steps": 1000 * slope,
+                           "final_alignment": summarize(result.alignment.view(len(lambdas), runs)[i])})
+        print(f"[fa-theory-loss] {activation} lambda={lam_value:g}: loss {per_lambda[-1]['mean_loss_at']}",
+              flush=True)
+    config = {"activation": activation, "data": setting.data, "step_size": setting.step_size,
+              "lambdas": list(lambdas), "n": setting.n, "d": setting.d, "width": width, "runs": runs,
+              "steps": steps, "seed": ctx.seed, "quick": ctx.quick}
+    stride = max(1, steps // 500)
+    curves = {f"{lam_value:g}": log_loss[i].mean(0)[::stride].tolist() for i, lam_value in enumerate(lambdas)}
+    record = make_record("reproduce", "fa-theory-loss", config,
+                         {"per_lambda": per_lambda, "mean_log10_loss_curves": curves, "curve_stride": stride},
+                         wall_time_s=time.perf_counter() - start, device=ctx.device)
+    ctx.record(record)
+    ctx.figure(_loss_figure(activation, lambdas, history, width), f"loss_{activation}"
+               + ("_quick" if ctx.quick else ""))
+    return record
+
+
+def _loss_figure(activation: str, lambdas: tuple[float, ...], history: torch.Tensor, width: int) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    steps = torch.arange(history.shape[-1])
+    colors = plt.cm.viridis([i / max(1, len(lambdas) - 1) for i in range(len(lambdas))])
+    for i, (lam, color) in enumerate(zip(lambdas, colors, strict=True)):
+        mean = history[i].mean(0)
+        sd = history[i].std(0) if history.shape[1] > 1 else torch.zeros_like(mean)
+        ax.plot(steps, mean, color=color, label=f"λ={lam:g}")
+        ax.fill_between(steps, (mean - sd).clamp_min(1e-12), mean + sd, color=color, alpha=0.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training MSE")
+    ax.set_title(f"FA training loss, {activation}, p={width}")
+    ax.legend()
+    return fig
+
+
+@register_experiment("fa-theory-alignment", "Song, Xu & Lafferty 2021: cos(beta, b) vs width, per lambda")
+def run_alignment(ctx: ExperimentContext) -> list[dict[str, Any]]:
+    """Full: ReLU, linear and tanh panels, p = 200..12800, 50 runs per (p, lambda) (the authors' protocol;
+    on 2 shared CPU cores the ReLU and tanh panels take many hours, the linear one ~half an hour).
+    Quick: ReLU, p in {200, 400}, 2 runs, a 500-step base budget (smoke check only)."""
+    if ctx.quick:
+        return [alignment_sweep(ctx, "relu", (200, 400), 2, base_steps=500)]
+    return [alignment_sweep(ctx, act, AUTHOR_SETTINGS[act].widths, AUTHOR_SETTINGS[act].runs)
+            for act in PANEL_ACTIVATIONS]
+
+
+@register_experiment("fa-theory-loss", "Song, Xu & Lafferty 2021: FA training loss vs step at p = 3200")
+def run_loss(ctx: ExperimentContext) -> list[dict[str, Any]]:
+    """Full: p = 3200, 50 runs per lambda, 5000 steps, ReLU, linear and tanh. Quick: ReLU, p = 400, 3 runs,
+    1000 steps."""
+    if ctx.quick:
+        return [loss_curves(ctx, "relu", 400, 3, 1000)]
+    return [loss_curves(ctx, act, 3200, 50, 5000) for act in PANEL_ACTIVATIONS]
+
+
+def mnist_experiment(ctx: ExperimentContext, epochs: int, width: int = 1000, lr: float = 1e-2,
+                     batch_size: int = 600, lambdas: tuple[float, ...] = (0.0, 0.1, 0.3),
+                     train_subset: int | None = None) -> dict[str, Any]:
+    """FA nets (one per lambda) and a BP net, all from one N(0, 1) initial network, trained together.
+
+    Data: MNIST, all 60k training images, standardised with (0.1307, 0.3081), flattened; mean
+    cross-entropy (log-softmax + NLL) as in the authors' ``mnist.py``. Metrics after every epoch: test
+    accuracy, and on the epoch's last batch cos(B, beta) and mean_i cos(e_i B, e_i beta). The BP net's
+    cos(B, beta) is a control (B plays no part in its training).
+    """
+    from creditlab.data import batch_indices, load_dataset
+
+    data = load_dataset("mnist", data_dir=ctx.data_dir, device=ctx.device, val_fraction=0.0,
+                        normalization="standard")
+    train_x, train_y = data.train_x.flatten(1), data.train_y
+    if train_subset is not None:
+        train_x, train_y = train_x[:train_subset], train_y[:train_subset]
+    test_x, test_y = data.test_x.flatten(1), data.test_y
+    labels = [f"FA λ={lam:g}" for lam in lambdas] + ["BP λ=0"]
+    nets = init_stacked_nets(train_x.shape[1], width, 10, (*lambdas, 0.0), (True,) * len(lambdas) + (False,),
+                             _generator(ctx.seed, 784, width), device=ctx.device)
+    shuffle = _generator(ctx.seed, 600, 1)
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        losses = []
+        for index in batch_indices(train_x.shape[0], batch_size, shuffle, ctx.device):
+            metrics = stacked_sgd_step(nets, train_x[index], train_y[index], lr)
+            losses.append(metrics["loss"])
+        accuracy, test_loss = stacked_accuracy(nets, test_x, test_y)
+        row = {"epoch": epoch, "elapsed_s": round(time.perf_counter() - start, 1)}
+        for m, label in enumerate(labels):
+            row[label] = {"test_accuracy": float(accuracy[m]), "test_loss": float(test_loss[m]),
+                          "train_loss": float(torch.stack(losses)[:, m].mean()),
+                          "weight_alignment": float(metrics["weight_alignment"][m]),
+                          "vec_alignment": float(metrics["vec_alignment"][m])}
+        history.append(row)
+        print(f"[fa-theory-mnist] epoch {epoch}: " + ", ".join(
+            f"{label} acc {row[label]['test_accuracy']:.4f} wal {row[label]['weight_alignment']:.3f} "
+            f"val {row[label]['vec_alignment']:.3f}" for label in labels), flush=True)
+    final = {label: history[-1][label] for label in labels}
+    final["epochs_completed"] = epochs
+    final["authors_test_accuracy_at_this_epoch"] = {
+        f"FA λ={lam:g}": AUTHOR_MNIST_ACCURACY.get(lam, {}).get(epochs) for lam in lambdas}
+    final["authors_test_accuracy_300_epochs"] = {f"FA λ={lam:g}": AUTHOR_MNIST_ACCURACY.get(lam, {}).get(300)
+                                                 for lam in lambdas}
+    config = {"width": width, "lr": lr, "batch_size": batch_size, "epochs": epochs, "lambdas": list(lambdas),
+              "normalization": "standard (0.1307, 0.3081)", "loss": "cross-entropy (log-softmax + NLL)",
+              "init": "N(0,1) W, beta, B; no biases; 1/sqrt(p) readout", "train_subset": train_subset,
+              "bp_baseline": "same initial W, beta; lambda 0", "seed": ctx.seed, "quick": ctx.quick}
+    record = make_record("reproduce", "fa-theory-mnist", config, final, epochs=history,
+                         wall_time_s=time.perf_counter() - start, device=ctx.device)
+    ctx.record(record)
+    ctx.figure(_mnist_figure(history, labels, lambdas), "mnist" + ("_quick" if ctx.quick else ""))
+    return record
+
+
+def _mnist_figure(history: list[dict[str, Any]], labels: list[str], lambdas: tuple[float, ...]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    epochs = [row["epoch"] for row in history]
+    colors = plt.cm.viridis([i / max(1, len(labels) - 1) for i in range(len(labels))])
+    for label, color in zip(labels, colors, strict=True):
+        for ax, key in zip(axes, ("test_accuracy", "weight_alignment", "vec_alignment"), strict=True):
+            ax.plot(epochs, [row[label][key] for row in history], color=color, label=label,
+                    linestyle=":" if label.startswith("BP") else "-")
+    for lam, color in zip(lambdas, colors, strict=False):
+        points = {e: v for e, v in AUTHOR_MNIST_ACCURACY.get(lam, {}).items() if e <= max(epochs)}
+        if points:
+            axes[0].errorbar(list(points), [v[0] for v in points.values()],
+                             yerr=[v[1] for v in points.values()],
+                             color=color, marker="x", linestyle="none", label=f"authors λ={lam:g}")
+    for ax, title in zip(axes, ("test accuracy", "weight alignment cos(B, β)",
+                                "error-signal alignment mean cos(eB, eβ)"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+@register_experiment("fa-theory-mnist", "Song, Xu & Lafferty 2021: MNIST 784-1000-10 FA with readout decay")
+def run_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
+    """Full: 300 epochs, SGD lr 1e-2, batch 600 (the authors' schedule; hours on 2 CPU cores). Quick: 1 epoch
+    on 12k training images."""
+    if ctx.quick:
+        return [mnist_experiment(ctx, epochs=1, train_subset=12000)]
+    return [mnist_experiment(ctx, epochs=300)]
