@@ -17,6 +17,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Learning rules beyond backpropagation: train, compare, reproduce, benchmark.")
 
 DISTRIBUTED_KINDS = ("allreduce", "sketch", "fetchsgd", "topk", "localtopk", "powersgd")
+REDUCER_OWNS_MOMENTUM = ("sketch", "fetchsgd", "topk", "localtopk")
 
 
 def _parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
@@ -54,7 +55,8 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="global batch size [default: the model's]")] = None,
     lr: Annotated[float | None, typer.Option(help="learning rate [default: the model's]")] = None,
     optimizer: Annotated[str | None, typer.Option(help="adam, adamw or sgd")] = None,
-    momentum: Annotated[float | None, typer.Option(help="SGD momentum")] = None,
+    momentum: Annotated[float | None, typer.Option(help="SGD momentum (the reducer's with --distributed "
+                                                        "sketch/fetchsgd/topk/localtopk; default 0.9 there)")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="weight decay")] = None,
     schedule: Annotated[str | None, typer.Option(help="none, cosine or multistep")] = None,
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="random crop + flip")] = None,
@@ -99,15 +101,26 @@ def train(
         if device.startswith("cuda") and ":" not in device:
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
 
+        # SketchedSGD, FetchSGD and the top-k reducers keep their own momentum and error accumulation
+        # (Ivkin et al. Alg. 3): --momentum goes to the reducer and the optimizer is plain SGD.
+        reducer_momentum = momentum
+        if distributed in REDUCER_OWNS_MOMENTUM:
+            if optimizer not in (None, "sgd"):
+                raise _fail(f"--distributed {distributed} applies momentum itself and needs --optimizer sgd "
+                            f"(got {optimizer})")
+            reducer_momentum = 0.9 if momentum is None else momentum
+            optimizer, momentum = "sgd", 0.0
+
         def reducer_factory(learner: Any, config: Any) -> Any:
             reducer = build_reducer(distributed, learner.model, sketch_rows=sketch_rows, sketch_cols=sketch_cols,
-                                    k=topk, momentum=config.momentum, lr=config.lr, seed=config.seed,
+                                    k=topk, momentum=config.momentum if reducer_momentum is None
+                                    else reducer_momentum, lr=config.lr, seed=config.seed,
                                     powersgd_rank=powersgd_rank)
             required = getattr(reducer, "required_optimizer", lambda: None)()
             for key, value in (required or {}).items():
                 if getattr(config, key) != value:
                     raise ValueError(f"--distributed {distributed} needs --{key.replace('_', '-')} {value} "
-                                     f"(got {getattr(config, key)}): it applies momentum and the step itself")
+                                     f"(got {getattr(config, key)})")
             return reducer
 
     model_options = _parse_options(model_opt, "--model-opt")
@@ -272,12 +285,20 @@ def report(
     results: Annotated[list[str] | None, typer.Argument(help="JSONL files or directories")] = None,
     format_: Annotated[str, typer.Option("--format", help="md or html")] = "md",
     out: Annotated[str, typer.Option(help="output directory for the report and PNGs")] = "results/report",
+    readme: Annotated[str | None, typer.Option(help="also rewrite this README's results section (between "
+                                                    "the results:begin/end comment markers)")] = None,
 ) -> None:
-    """Tables and plots from results records."""
-    from creditlab.bench.report import build_report
+    """Tables and plots from results records; with --readme, the README's generated results section."""
+    from creditlab.bench.report import build_report, update_readme
 
-    path = build_report([Path(p) for p in (results or ["results"])], Path(out), format_)
-    typer.echo(f"report written to {path}")
+    paths = [Path(p) for p in (results or ["results"])]
+    try:
+        path = build_report(paths, Path(out), format_)
+        if readme:
+            update_readme(Path(readme), paths, Path(out))
+    except CreditlabError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"report written to {path}" + (f"; results section of {readme} rewritten" if readme else ""))
 
 
 def main() -> None:

@@ -243,6 +243,9 @@ def fit(rule: Rule, dataset: Dataset, config: TrainConfig, callbacks: Sequence[C
         try:
             for step, index in enumerate(batch_indices(n_train, config.batch_size, batch_gen, device)):
                 if world_size > 1:
+                    if len(index) < world_size:  # a last batch too small to give every rank an example
+                        progress.update(1, "")
+                        continue
                     index = index[rank::world_size]
                 inputs, targets = train_x[index], train_y[index]
                 if config.augment:
