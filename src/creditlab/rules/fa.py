@@ -1,0 +1,464 @@
+"""Feedback alignment (Lillicrap et al. 2016) and its sign-symmetric variants (Liao et al. 2016).
+
+Every ``nn.Linear`` and ``nn.Conv2d`` of a model is swapped for a layer whose forward pass is
+unchanged (bit for bit) and whose backward pass sends the error to its input through a feedback
+matrix ``B`` of the same shape as the weight ``W`` instead of through ``W`` itself::
+
+    grad_input  = grad_output . B      (backprop would use W)        FA, Lillicrap et al. eq. (1)
+    grad_weight = grad_output^T . input (the exact local gradient)
+    grad_bias   = sum of grad_output   (exact)
+
+Everything else (BatchNorm, activations, pooling, skip connections) keeps its exact backward, so
+the rule applies to any model built from these layers: MLP, LeNet, ResNet-20 or a user's own.
+
+How ``B`` is built (one small :class:`FeedbackScheme` class per variant; ``sigma`` is the standard
+deviation of the layer's weight at conversion, i.e. the scale of its forward initialization)::
+
+    fa    B = M,                M ~ U(-sqrt(3) sigma, sqrt(3) sigma), drawn once (fixed, random)
+    usf   B = sigma * sign(W)   uniform magnitude, follows W at every step
+    frsf  B = |M0| * sign(W)    |M0| drawn once as in fa, sign follows W
+    brsf  B = |M_t| * sign(W)   |M_t| redrawn at every training forward pass (seeded, checkpointable)
+
+Notes on choices:
+- ``usf`` uses the uniform magnitude ``sigma`` rather than 1, as BioTorch does: entries of 1 would
+  amplify the backward signal by about 1/sigma per layer (~10 per layer in ResNet-20). The angle
+  between ``B`` and ``W`` does not depend on this scale; Adam is nearly invariant to it.
+- Feedback tensors are registered buffers of the converted layers (``feedback_weight``,
+  ``feedback_scale``, ``feedback_magnitude``), so ``model.state_dict()``, ``load_state_dict`` and
+  ``.to(device)`` carry them. brSF's draw counter travels in the layer's ``_extra_state``.
+- Under ``torch.no_grad()`` (evaluation) the layers run the plain forward and draw nothing, so how
+  often a trainer evaluates never changes the training trajectory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from creditlab.errors import IncompatibleModelError
+from creditlab.rules import register_rule
+from creditlab.rules.base import LossFn, Rule, StepOutput
+
+#: layer types holding weights whose backward FA would have to change but this module does not convert
+UNSUPPORTED_WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+    nn.MultiheadAttention, nn.Bilinear, nn.RNNBase, nn.RNNCellBase,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# autograd functions: exact forward, backward through a feedback matrix
+# ---------------------------------------------------------------------------------------------
+class _FeedbackLinearFunction(torch.autograd.Function):
+    """y = x W^T + b; backward: dx = dy B, dW = dy^T x, db = sum dy.  x: (..., in), W, B: (out, in)."""
+
+    @staticmethod
+    def forward(ctx: Any, inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                feedback: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inputs, feedback)
+        ctx.has_bias = bias is not None
+        return F.linear(inputs, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        inputs, feedback = ctx.saved_tensors
+        need_input, need_weight, need_bias, _ = ctx.needs_input_grad
+        grad_input = grad_weight = grad_bias = None
+        if need_input:
+            grad_input = grad_output.matmul(feedback.to(grad_output.dtype))
+        flat_grad = grad_output.reshape(-1, grad_output.shape[-1])
+        if need_weight:
+            grad_weight = flat_grad.t().mm(inputs.reshape(-1, inputs.shape[-1]))
+        if need_bias and ctx.has_bias:
+            grad_bias = flat_grad.sum(0)
+        return grad_input, grad_weight, grad_bias, None
+
+
+class _FeedbackConv2dFunction(torch.autograd.Function):
+    """2-D convolution whose input gradient uses the feedback kernel B (same shape as the weight).
+
+    One ``aten.convolution_backward`` call gives the input gradient (from B), the weight gradient
+    (which depends only on the input and the output gradient) and the bias gradient: the same
+    kernel cost as backprop's conv backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                feedback: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
+                dilation: tuple[int, int], groups: int) -> torch.Tensor:
+        ctx.save_for_backward(inputs, feedback)
+        ctx.conv_args = (stride, padding, dilation, groups)
+        ctx.bias_sizes = None if bias is None else list(bias.shape)
+        return F.conv2d(inputs, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        inputs, feedback = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv_args
+        need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
+        need_bias = need_bias and ctx.bias_sizes is not None
+        if not (need_input or need_weight or need_bias):
+            return (None,) * 8
+        grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            grad_output, inputs, feedback.to(grad_output.dtype), ctx.bias_sizes, list(stride), list(padding),
+            list(dilation), False, [0, 0], groups, [need_input, need_weight, need_bias])
+        return grad_input, grad_weight, grad_bias, None, None, None, None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# feedback schemes: how B is built from W (one small class per variant)
+# ---------------------------------------------------------------------------------------------
+def _uniform(shape: torch.Size, half_width: float, generator: torch.Generator) -> torch.Tensor:
+    """U(-half_width, half_width) on the CPU from ``generator`` (float32)."""
+    return (torch.rand(shape, generator=generator) * 2.0 - 1.0) * half_width
+
+
+def _weight_scale(weight: torch.Tensor) -> float:
+    """sigma: the std of the layer's weight (its forward-init scale); 1/sqrt(3 fan_in) if W is constant."""
+    sigma = float(weight.detach().float().std()) if weight.numel() > 1 else 0.0
+    if not math.isfinite(sigma) or sigma == 0.0:
+        fan_in = weight[0].numel()
+        sigma = 1.0 / math.sqrt(3.0 * fan_in)
+    return sigma
+
+
+class FeedbackScheme:
+    """How a converted layer builds its feedback matrix B (same shape as its weight)."""
+
+    mode: ClassVar[str] = ""
+
+    def setup(self, layer: FeedbackLayerMixin, generator: torch.Generator, seed: int) -> None:
+        """Register the buffers this scheme needs on ``layer`` (drawn from ``generator``)."""
+
+    def feedback(self, layer: FeedbackLayerMixin, draw: bool) -> torch.Tensor:
+        """B for the current weight. ``draw``: a training forward pass (schemes may redraw then)."""
+        raise NotImplementedError
+
+
+class RandomFeedback(FeedbackScheme):
+    """FA: B fixed and random, U(-sqrt(3) sigma, sqrt(3) sigma), independent of W."""
+
+    mode = "fa"
+
+    def setup(self, layer: FeedbackLayerMixin, generator: torch.Generator, seed: int) -> None:
+        weight = layer.weight
+        half_width = math.sqrt(3.0) * _weight_scale(weight)
+        layer.register_buffer("feedback_weight", _uniform(weight.shape, half_width, generator).to(
+            device=weight.device, dtype=weight.dtype))
+
+    def feedback(self, layer: FeedbackLayerMixin, draw: bool) -> torch.Tensor:
+        return layer.feedback_weight
+
+
+class UniformSignFeedback(FeedbackScheme):
+    """uSF: B = sigma * sign(W), recomputed from the current W at every forward pass."""
+
+    mode = "usf"
+
+    def setup(self, layer: FeedbackLayerMixin, generator: torch.Generator, seed: int) -> None:
+        weight = layer.weight
+        layer.register_buffer("feedback_scale", torch.tensor(_weight_scale(weight), dtype=weight.dtype,
+                                                             device=weight.device))
+
+    def feedback(self, layer: FeedbackLayerMixin, draw: bool) -> torch.Tensor:
+        return layer.weight.detach().sign() * layer.feedback_scale
+
+
+class FixedRandomSignFeedback(FeedbackScheme):
+    """frSF: B = |M0| * sign(W), |M0| drawn once at conversion."""
+
+    mode = "frsf"
+
+    def setup(self, layer: FeedbackLayerMixin, generator: torch.Generator, seed: int) -> None:
+        weight = layer.weight
+        half_width = math.sqrt(3.0) * _weight_scale(weight)
+        layer.register_buffer("feedback_magnitude", _uniform(weight.shape, half_width, generator).abs().to(
+            device=weight.device, dtype=weight.dtype))
+
+    def feedback(self, layer: FeedbackLayerMixin, draw: bool) -> torch.Tensor:
+        return layer.weight.detach().sign() * layer.feedback_magnitude
+
+
+def _mix_seed(seed: int, counter: int) -> int:
+    """A 63-bit seed from (layer seed, draw counter) by the splitmix64 finalizer."""
+    z = (seed * 0x9E3779B97F4A7C15 + counter + 1) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFF
+
+
+class RedrawnSignFeedback(FeedbackScheme):
+    """brSF: B = |M_t| * sign(W), |M_t| ~ |U(-sqrt(3) sigma, sqrt(3) sigma)| redrawn every training forward.
+
+    Draw ``t`` comes from a generator on the weight's device seeded with mix(layer seed, t); the
+    layer keeps ``t`` (``feedback_draws``) in its state dict, so a checkpoint resumes the same sequence.
+    """
+
+    mode = "brsf"
+
+    def setup(self, layer: FeedbackLayerMixin, generator: torch.Generator, seed: int) -> None:
+        weight = layer.weight
+        layer.register_buffer("feedback_scale", torch.tensor(_weight_scale(weight), dtype=weight.dtype,
+                                                             device=weight.device))
+        layer.feedback_seed = seed
+        layer.feedback_draws = 0
+
+    def feedback(self, layer: FeedbackLayerMixin, draw: bool) -> torch.Tensor:
+        weight = layer.weight.detach()
+        if draw:
+            layer.feedback_draws += 1
+        generator = torch.Generator(device=weight.device)
+        generator.manual_seed(_mix_seed(layer.feedback_seed, layer.feedback_draws))
+        uniform = torch.rand(weight.shape, generator=generator, device=weight.device, dtype=weight.dtype)
+        return weight.sign() * uniform * (math.sqrt(3.0) * layer.feedback_scale)
+
+
+#: mixed into every feedback seed, so feedback draws never repeat the global stream of the same seed
+FEEDBACK_SEED_SALT = 0xFEEDBAC
+
+
+SCHEMES: dict[str, type[FeedbackScheme]] = {
+    scheme.mode: scheme
+    for scheme in (RandomFeedback, UniformSignFeedback, FixedRandomSignFeedback, RedrawnSignFeedback)
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# converted layers
+# ---------------------------------------------------------------------------------------------
+class FeedbackLayerMixin:
+    """What the converted Linear and Conv2d share: a scheme, and a switch to the exact backward."""
+
+    feedback_scheme: FeedbackScheme
+    exact_backward: bool
+    weight: torch.Tensor
+
+    def feedback_matrix(self) -> torch.Tensor:
+        """The current B (same shape as ``weight``) without drawing a new one (for diagnostics)."""
+        with torch.no_grad():
+            return self.feedback_scheme.feedback(self, draw=False)
+
+    def _uses_feedback(self) -> bool:
+        # a frozen layer still sends its error through B: only evaluation and exact mode skip it
+        return torch.is_grad_enabled() and not self.exact_backward
+
+    # brSF's draw counter and seed travel in the state dict as extra state
+    def get_extra_state(self) -> dict[str, int]:  # noqa: D102
+        return {"feedback_seed": getattr(self, "feedback_seed", 0),
+                "feedback_draws": getattr(self, "feedback_draws", 0)}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:  # noqa: D102
+        if isinstance(self.feedback_scheme, RedrawnSignFeedback):
+            self.feedback_seed = int(state["feedback_seed"])
+            self.feedback_draws = int(state["feedback_draws"])
+
+
+class FeedbackLinear(FeedbackLayerMixin, nn.Linear):
+    """nn.Linear whose backward sends the error through a feedback matrix.  x: (..., in) -> (..., out)."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if not self._uses_feedback():
+            return F.linear(inputs, self.weight, self.bias)
+        feedback = self.feedback_scheme.feedback(self, draw=True)
+        return _FeedbackLinearFunction.apply(inputs, self.weight, self.bias, feedback)
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"{super().extra_repr()}, feedback={self.feedback_scheme.mode}"
+
+
+class FeedbackConv2d(FeedbackLayerMixin, nn.Conv2d):
+    """nn.Conv2d whose backward sends the error through a feedback kernel.  x: (N, C, H, W)."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if not self._uses_feedback():
+            return self._conv_forward(inputs, self.weight, self.bias)
+        if self.padding_mode != "zeros":
+            inputs = F.pad(inputs, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            padding: tuple[int, int] = (0, 0)
+        else:
+            inputs, padding = self._explicit_padding(inputs)
+        feedback = self.feedback_scheme.feedback(self, draw=True)
+        return _FeedbackConv2dFunction.apply(inputs, self.weight, self.bias, feedback, tuple(self.stride),
+                                             padding, tuple(self.dilation), self.groups)
+
+    def _explicit_padding(self, inputs: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Integer padding for the conv call; 'same'/'valid' strings become zero padding."""
+        if not isinstance(self.padding, str):
+            return inputs, (int(self.padding[0]), int(self.padding[1]))
+        if self.padding == "valid":
+            return inputs, (0, 0)
+        # 'same': total d*(k-1) per dim, the extra element on the right/bottom (as PyTorch does)
+        totals = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size, strict=True)]
+        if all(t % 2 == 0 for t in totals):
+            return inputs, (totals[0] // 2, totals[1] // 2)
+        pads = (totals[1] // 2, totals[1] - totals[1] // 2, totals[0] // 2, totals[0] - totals[0] // 2)
+        return F.pad(inputs, pads), (0, 0)
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"{super().extra_repr()}, feedback={self.feedback_scheme.mode}"
+
+
+CONVERSIONS: dict[type[nn.Module], type[nn.Module]] = {nn.Linear: FeedbackLinear, nn.Conv2d: FeedbackConv2d}
+
+
+# ---------------------------------------------------------------------------------------------
+# conversion and helpers
+# ---------------------------------------------------------------------------------------------
+def check_convertible(model: nn.Module) -> None:
+    """Raise IncompatibleModelError unless every weight layer of ``model`` can be converted.
+
+    Convertible: exact ``nn.Linear`` / ``nn.Conv2d`` (not subclasses, whose forward may differ).
+    Layers that never send an error to their input through weights (BatchNorm, Embedding) stay exact.
+    """
+    name = getattr(model, "creditlab_name", type(model).__name__)
+    found = 0
+    for path, module in model.named_modules():
+        where = path or "<root>"
+        if isinstance(module, FeedbackLayerMixin):
+            raise IncompatibleModelError(f"model {name!r} is already converted to feedback alignment "
+                                         f"(layer {where}); convert the original model instead")
+        if isinstance(module, UNSUPPORTED_WEIGHT_LAYERS):
+            raise IncompatibleModelError(
+                f"model {name!r} has a {type(module).__name__} at {where}, whose backward pass feedback "
+                "alignment would have to replace but does not support; supported weight layers are "
+                "nn.Linear and nn.Conv2d")
+        if isinstance(module, nn.Linear | nn.Conv2d):
+            if type(module) not in CONVERSIONS:
+                raise IncompatibleModelError(
+                    f"model {name!r} has {type(module).__name__} at {where}, a subclass of "
+                    f"{type(module).__mro__[1].__name__} with a possibly different forward; only plain "
+                    "nn.Linear and nn.Conv2d are converted")
+            found += 1
+    if found == 0:
+        raise IncompatibleModelError(f"model {name!r} has no nn.Linear or nn.Conv2d layer to convert")
+
+
+def convert_to_feedback_alignment(model: nn.Module, mode: str = "fa", seed: int = 0) -> nn.Module:
+    """A deep copy of ``model`` with every nn.Linear / nn.Conv2d sending errors through feedback B.
+
+    ``mode``: ``fa``, ``usf``, ``brsf`` or ``frsf`` (see the module docstring). ``seed`` fixes every
+    random feedback tensor (drawn on the CPU, so the same on every device). The original model is not
+    touched; the copy's forward pass is bit-identical to it. Weight sharing between layers is kept.
+    """
+    if mode not in SCHEMES:
+        raise ValueError(f"unknown feedback mode {mode!r}; valid: {', '.join(SCHEMES)}")
+    check_convertible(model)
+    converted = copy.deepcopy(model)
+    # salted: torch.manual_seed(seed) for the weight init must not give B the same stream as W
+    generator = torch.Generator().manual_seed(_mix_seed(seed, FEEDBACK_SEED_SALT))
+    for index, (_, module) in enumerate(
+            (p, m) for p, m in converted.named_modules() if type(m) in CONVERSIONS):
+        module.__class__ = CONVERSIONS[type(module)]  # keeps parameters, hooks and attributes
+        module.feedback_scheme = SCHEMES[mode]()
+        module.exact_backward = False
+        module.feedback_scheme.setup(module, generator, _mix_seed(seed, 1_000_003 * (index + 1)))
+    return converted
+
+
+def feedback_layers(model: nn.Module) -> Iterator[tuple[str, FeedbackLayerMixin]]:
+    """(module path, layer) for every converted layer of ``model``."""
+    for path, module in model.named_modules():
+        if isinstance(module, FeedbackLayerMixin):
+            yield path, module
+
+
+def feedback_matrices(model: nn.Module) -> dict[str, torch.Tensor]:
+    """{weight parameter name: current feedback matrix B (same shape as the weight)} of a converted model."""
+    return {(f"{path}.weight" if path else "weight"): layer.feedback_matrix()
+            for path, layer in feedback_layers(model)}
+
+
+@contextlib.contextmanager
+def exact_backward(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, the converted layers of ``model`` backpropagate through W^T (true gradients)."""
+    layers = [layer for _, layer in feedback_layers(model)]
+    previous = [layer.exact_backward for layer in layers]
+    for layer in layers:
+        layer.exact_backward = True
+    try:
+        yield model
+    finally:
+        for layer, flag in zip(layers, previous, strict=True):
+            layer.exact_backward = flag
+
+
+# ---------------------------------------------------------------------------------------------
+# the rules
+# ---------------------------------------------------------------------------------------------
+class FeedbackAlignmentRule(Rule):
+    """Autograd through a model whose Linear/Conv2d layers send errors back through feedback matrices."""
+
+    mode: ClassVar[str] = ""
+    accepts = ("any model built from nn.Linear and nn.Conv2d (plus parameter-free ops, BatchNorm, "
+               "skip connections, ...): MLP, LeNet, ResNet-20, user models")
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn = F.cross_entropy, seed: int = 0) -> None:
+        object.__setattr__(self, "seed", int(seed))  # prepare_model (called by Rule.__init__) needs it
+        super().__init__(model, loss_fn)
+
+    @classmethod
+    def check_model(cls, model: nn.Module) -> None:  # noqa: D102
+        check_convertible(model)
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """A converted deep copy (the input model is left untouched)."""
+        return convert_to_feedback_alignment(model, self.mode, self.seed)
+
+    def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
+        """Autograd backward through the feedback layers; every .grad is this rule's update."""
+        output = self.model(inputs)
+        loss = self.loss_fn(output, targets)
+        loss.backward()
+        return StepOutput(loss, output)
+
+    def true_gradients(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The exact gradient: the same model with every layer switched to its exact backward."""
+        with exact_backward(self.model):
+            return super().true_gradients(inputs, targets)
+
+    def feedback_matrices(self) -> dict[str, torch.Tensor]:
+        """{weight parameter name: feedback matrix B}, for the weight-feedback alignment angle."""
+        return feedback_matrices(self.model)
+
+
+@register_rule("fa")
+class FeedbackAlignment(FeedbackAlignmentRule):
+    """FA: errors travel back through fixed random matrices (Lillicrap et al. 2016)."""
+
+    name = "fa"
+    mode = "fa"
+    description = "feedback alignment (Lillicrap 2016): fixed random feedback matrices in place of W^T"
+
+
+@register_rule("usf")
+class UniformSignFeedbackAlignment(FeedbackAlignmentRule):
+    """uSF: feedback sign(W) with uniform magnitude (Liao et al. 2016; Xiao et al. 2018)."""
+
+    name = "usf"
+    mode = "usf"
+    description = "uniform sign-concordant feedback: B = sigma * sign(W), follows W"
+
+
+@register_rule("brsf")
+class BatchRandomSignFeedbackAlignment(FeedbackAlignmentRule):
+    """brSF: feedback sign(W) times a random magnitude redrawn at every step."""
+
+    name = "brsf"
+    mode = "brsf"
+    description = "batchwise random-magnitude sign-concordant feedback: B = |M_t| * sign(W), M_t redrawn"
+
+
+@register_rule("frsf")
+class FixedRandomSignFeedbackAlignment(FeedbackAlignmentRule):
+    """frSF: feedback sign(W) times a random magnitude fixed at conversion."""
+
+    name = "frsf"
+    mode = "frsf"
+    description = "fixed random-magnitude sign-concordant feedback: B = |M0| * sign(W)"
