@@ -1,0 +1,188 @@
+"""Step time of GEVB vs backprop inside the same VNN (scalar credit) vs autograd through the VNN.
+
+Models: the authors' MNIST FC-Vec and Conv-Vec (nonnegative), batch 128, real MNIST (first 1024
+training images, inputs in [-1, 1]) cycled in 8 resident batches. A step is what the trainer does:
+clear grads, the rule's update into ``.grad``, Adam(3e-4) step, nonnegative projection. The three
+variants run interleaved (one step each per round, order rotated) in one process after untimed
+warm-up steps; we report median / min / max ms and ratios to BP-in-VNN from the same rounds, beside
+the authors' implementation (anchor_perf.md: FC-Vec GEVB 272 ms, Conv-Vec 1408 ms on 2 CPU threads;
+2.46 / 3.76 ms on an H100).
+
+    python benchmarks/gevb_step_time.py [--steps 40] [--models fc,conv] [--device cpu] [--out FILE]
+        [--authors-code DIR]
+
+``--authors-code DIR`` (a checkout of davidclark1/VectorizedNets, not part of creditlab) adds the
+authors' own GEVB and vectorized-BP steps to the same interleaved rounds, so the speed-up over their
+implementation is measured under identical machine conditions (this machine is shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from creditlab.data import load_dataset
+from creditlab.models import apply_constraints, build_model
+from creditlab.results import append_record, make_record
+from creditlab.rules import build_rule
+
+AUTHORS_MS = {  # anchor_perf.md §1 (median ms/step, batch 128)
+    ("fc", "cpu"): {"gevb": 272.0, "vec-bp": 285.8},
+    ("conv", "cpu"): {"gevb": 1407.9, "vec-bp": 1480.9},
+    ("fc", "cuda"): {"gevb": 2.46, "vec-bp": 2.53},
+    ("conv", "cuda"): {"gevb": 3.76, "vec-bp": 4.29},
+}
+
+
+StepFn = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+def make_steps(model_kind: str, device: str, seed: int = 0, fused_adam: bool = False) -> dict[str, StepFn]:
+    """One training-step closure per variant, each with its own copy of the same initial model."""
+    torch.manual_seed(seed)
+    base = build_model(f"vnn-{model_kind}", (1, 28, 28), 10, seed=seed).to(device)
+    steps = {}
+    for variant in ("gevb", "bp-vnn", "autograd"):
+        model = copy.deepcopy(base)
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-4,
+                                     fused=fused_adam or None)
+        if variant == "autograd":
+            def step(x: torch.Tensor, y: torch.Tensor, model=model, optimizer=optimizer) -> None:
+                for p in model.parameters():
+                    p.grad = None
+                F.cross_entropy(model(x), y).backward()
+                optimizer.step()
+                apply_constraints(model)
+        else:
+            rule = build_rule("gevb" if variant == "gevb" else "bp", model)
+
+            def step(x: torch.Tensor, y: torch.Tensor, rule=rule, model=model, optimizer=optimizer) -> None:
+                rule.step(x, y)
+                optimizer.step()
+                apply_constraints(model)
+        steps[variant] = step
+    return steps
+
+
+def make_authors_steps(model_kind: str, device: str, code_dir: str, seed: int = 0,
+                       fused_adam: bool = False) -> dict[str, StepFn]:
+    """The authors' training step (train_models.train_epoch, vectorized branch) for GEVB ("df") and BP.
+
+    Input expansion runs on the device inside the step, as in anchor_perf.md §1.
+    """
+    sys.path.insert(0, code_dir)
+    vnn = importlib.import_module("vnn")
+    vec_models = importlib.import_module("vec_models")
+    torch.manual_seed(seed)
+    make = {"fc": vec_models.make_mnist_vec_fc, "conv": vec_models.make_mnist_vec_conv}[model_kind]
+    base = make(mono=True).to(device)
+    steps = {}
+    for rule in ("df", "bp"):
+        model = copy.deepcopy(base)
+        # their parameters have requires_grad=False and .grad filled by hand
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, fused=fused_adam or None)
+
+        def step(x: torch.Tensor, y: torch.Tensor, model=model, optimizer=optimizer, rule=rule) -> None:
+            if model_kind == "fc":
+                expanded = vnn.expand_input(x.flatten(1), 10)
+            else:
+                expanded = vnn.expand_input_conv(x, 10)
+            optimizer.zero_grad()
+            with torch.no_grad():
+                output = model(expanded)[..., 0]
+            vnn.set_model_grads(model, output, y, learning_rule=rule)
+            optimizer.step()
+            vnn.post_step_callback(model)
+        steps[f"authors-{'gevb' if rule == 'df' else 'vec-bp'}"] = step
+    return steps
+
+
+def sync(device: str) -> None:
+    """Wait for queued GPU work (no-op on CPU)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_interleaved(steps: dict[str, StepFn], batches: list[tuple[torch.Tensor, torch.Tensor]],
+                     rounds: int, warmup: int, device: str) -> dict[str, list[float]]:
+    """ms per step of every variant, measured in interleaved rounds (rotating the order)."""
+    names = list(steps)
+    for name in names:
+        for i in range(warmup):
+            steps[name](*batches[i % len(batches)])
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        x, y = batches[r % len(batches)]
+        for name in order:
+            sync(device)
+            start = time.perf_counter()
+            steps[name](x, y)
+            sync(device)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def main() -> None:  # noqa: D103
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=40, help="timed rounds (each runs every variant once)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--models", default="fc,conv")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--data-dir", default=os.environ.get("CREDITLAB_DATA"))
+    parser.add_argument("--out", default=None, help="append a perf record per model to this JSON-lines file")
+    parser.add_argument("--authors-code", default=None, help="VectorizedNets checkout to time alongside")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--fused-adam", action="store_true", help="torch's fused Adam for every variant")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_dataset("mnist", args.data_dir, args.device, 0.0, 0, "symmetric")
+    batches = [(data.train_x[i * 128:(i + 1) * 128], data.train_y[i * 128:(i + 1) * 128]) for i in range(8)]
+    device_type = torch.device(args.device).type
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, torch {torch.__version__}")
+    for kind in args.models.split(","):
+        steps = make_steps(kind, args.device, fused_adam=args.fused_adam)
+        if args.authors_code:
+            steps.update(make_authors_steps(kind, args.device, args.authors_code, fused_adam=args.fused_adam))
+        times = time_interleaved(steps, batches, args.steps, args.warmup, args.device)
+        median = {name: statistics.median(t) for name, t in times.items()}
+        authors = AUTHORS_MS.get((kind, device_type), {})
+        print(f"\n{kind.upper()}-Vec (nonnegative), batch 128, {args.steps} interleaved rounds")
+        print(f"{'variant':<10} {'median ms':>10} {'min':>8} {'max':>8} {'/ BP-in-VNN':>12} "
+              f"{'authors ms':>11} {'speed-up':>9}")
+        final = {}
+        for name, t in times.items():
+            ref = authors.get({"gevb": "gevb", "bp-vnn": "vec-bp"}.get(name, ""), None)
+            speedup = ref / median[name] if ref else None
+            print(f"{name:<10} {median[name]:>10.2f} {min(t):>8.2f} {max(t):>8.2f} "
+                  f"{median[name] / median['bp-vnn']:>12.3f} {ref if ref else '-':>11} "
+                  f"{f'{speedup:.1f}x' if speedup else '-':>9}")
+            final[name] = {"median_ms": median[name], "min_ms": min(t), "max_ms": max(t),
+                           "ratio_to_bp_vnn": median[name] / median["bp-vnn"],
+                           "authors_median_ms": ref, "speedup_vs_authors_anchor": speedup}
+        for name, ref_name in (("gevb", "authors-gevb"), ("bp-vnn", "authors-vec-bp")):
+            if ref_name in median:  # the authors' step timed in the same rounds
+                final[name]["speedup_vs_authors_same_rounds"] = median[ref_name] / median[name]
+                print(f"{name}: {median[ref_name] / median[name]:.2f}x faster than {ref_name} (same rounds)")
+        if args.out:
+            config = {"model": f"vnn-{kind}", "batch_size": 128, "rounds": args.steps, "warmup": args.warmup,
+                      "optimizer": "adam", "lr": 3e-4, "fused_adam": args.fused_adam,
+                      "authors_code": args.authors_code, "threads": torch.get_num_threads()}
+            append_record(args.out, make_record("perf", f"gevb-step-time/{kind}-vec", config, final,
+                                                device=args.device))
+
+
+if __name__ == "__main__":
+    main()

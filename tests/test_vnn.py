@@ -1,0 +1,195 @@
+"""Vectorized nonnegative networks: exact scalar-credit backprop, block-structured input layer, ON/OFF
+init, nonnegative projection, the conventional aReLU baselines and the registry entries."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from creditlab.models import MODELS, apply_constraints, build_model
+from creditlab.models.vnn import (
+    AReluNet,
+    VectorizedNet,
+    build_vectorized,
+    credit_alignment_angles,
+    seeded_generator,
+)
+from creditlab.models.vnn_layers import AlternatingReLU, VecGate, VecInputConv2d, VecInputLinear
+from creditlab.rules import build_rule
+
+TINY_LAYOUTS = {
+    "fc": (("fc", 8), ("fc", 6)),
+    "conv": (("conv", 4, 3, 1, 1), ("pool", 2), ("conv", 6, 3, 1, 1), ("pool", 2), ("conv", 4, 2, 2, 0),
+             ("fc", 8)),
+    "lc": (("lc", 4, 3, 1, 1), ("pool", 2), ("lc", 6, 3, 1, 1), ("pool", 2), ("lc", 4, 2, 2, 0), ("fc", 8)),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_net(kind: str, nonnegative: bool, seed: int = 0, classes: int = 5) -> VectorizedNet:
+    """A small double-precision VNN on 2x8x8 inputs with perturbed (nonzero) biases, projected."""
+    net = build_vectorized((2, 8, 8), classes, TINY_LAYOUTS[kind], nonnegative, seeded_generator(seed))
+    net = net.double()
+    gen = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    net.apply_constraints()
+    return net
+
+
+def autograd_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    loss = F.cross_entropy(model(x), y)
+    names, params = zip(*model.named_parameters(), strict=True)
+    return dict(zip(names, torch.autograd.grad(loss, params), strict=True))
+
+
+@pytest.mark.parametrize("kind", ["fc", "conv", "lc"])
+@pytest.mark.parametrize("nonnegative", [True, False])
+def test_scalar_credit_backprop_equals_autograd(kind: str, nonnegative: bool) -> None:
+    net = tiny_net(kind, nonnegative, seed=3)
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(6, 2, 8, 8, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 5, (6,), generator=gen)
+    expected = autograd_grads(net, x, y)
+    rule = build_rule("bp", net)  # rule bp delegates to the model's backprop_update
+    out = rule.step(x, y)
+    assert torch.allclose(out.loss, F.cross_entropy(net(x), y))
+    for name, param in net.named_parameters():
+        assert torch.allclose(param.grad, expected[name], rtol=1e-10, atol=1e-12), name
+
+
+def expand_input(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The authors' dense block-sparse expansion: (B, D) -> (B, K, K*D), block k of component k is x."""
+    batch, features = x.shape
+    expanded = torch.zeros(batch, k, k * features, dtype=x.dtype)
+    for i in range(k):
+        expanded[:, i, i * features:(i + 1) * features] = x
+    return expanded
+
+
+def test_block_structured_first_layer_equals_dense_expansion() -> None:
+    gen = torch.Generator().manual_seed(0)
+    layer = VecInputLinear(12, 6, 4, nonnegative=False, generator=gen).double()
+    with torch.no_grad():
+        layer.bias.normal_(generator=gen)
+    x = torch.randn(5, 12, generator=gen, dtype=torch.float64)
+    dense = expand_input(x, 4) @ layer.dense_weight().t() + layer.bias  # (B, K, out)
+    assert torch.allclose(layer(x), dense)
+
+    conv = VecInputConv2d(2, 4, 3, 3, nonnegative=True, generator=gen, padding=1).double()
+    with torch.no_grad():
+        conv.bias.normal_(generator=gen)
+    image = torch.randn(5, 2, 6, 6, generator=gen, dtype=torch.float64)
+    expanded = torch.zeros(5, 3, 3 * 2, 6, 6, dtype=torch.float64)  # (B, K, K*C, H, W)
+    for k in range(3):
+        expanded[:, k, 2 * k:2 * k + 2] = image
+    dense = F.conv2d(expanded.view(15, 6, 6, 6), conv.dense_weight(), padding=1).view(5, 3, 4, 6, 6)
+    assert torch.allclose(conv(image), dense + conv.bias[None, :, :, None, None])
+
+
+@pytest.mark.parametrize("kind", ["fc", "conv", "lc"])
+def test_gate_scores_shortcut_matches_vector_dot(kind: str) -> None:
+    net = tiny_net(kind, nonnegative=False, seed=1)
+    x = torch.randn(4, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    h = net.layers[0](x)
+    gate: VecGate = net.layers[1]
+    assert torch.equal(net._gate_mask(1, gate, h, x), gate.gate_mask(h))
+
+
+@pytest.mark.parametrize("kind", ["fc", "conv", "lc"])
+def test_on_off_init_pairs_units(kind: str) -> None:
+    """At ON/OFF init (zero biases) unit 2m+1 = -(unit 2m) in every hidden layer, sharing one gate."""
+    net = build_vectorized((2, 8, 8), 5, TINY_LAYOUTS[kind], True, seeded_generator(4)).double()
+    x = torch.randn(3, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    record = net.record_forward(x)
+    for index, layer in enumerate(net.layers):
+        if isinstance(layer, VecGate):
+            assert torch.equal(layer.t[1::2], -layer.t[0::2])
+            gated = record.layer_inputs[index + 1]  # (batch, K, units, ...): what the next layer reads
+            assert torch.allclose(gated[:, :, 1::2], -gated[:, :, 0::2])
+            assert gated.abs().sum() > 0
+    for index, layer in net.weight_layers():
+        if index > 0:
+            assert bool((layer.weight >= 0).all())
+
+
+def test_nonnegative_projection() -> None:
+    net = tiny_net("conv", nonnegative=True)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.sub_(1.0)
+    first = net.layers[0].weight.clone()
+    biases = [layer.bias.clone() for _, layer in net.weight_layers()]
+    apply_constraints(net)
+    assert torch.equal(net.layers[0].weight, first)  # the first layer stays mixed-sign
+    for (index, layer), bias in zip(net.weight_layers(), biases, strict=True):
+        assert torch.equal(layer.bias, bias)  # biases are free
+        if index > 0:
+            assert bool((layer.weight >= 0).all()) and bool((layer.weight == 0).any())
+    mixed = tiny_net("conv", nonnegative=False)
+    before = [p.clone() for p in mixed.parameters()]
+    with torch.no_grad():
+        apply_constraints(mixed)
+    assert all(torch.equal(a, b) for a, b in zip(before, mixed.parameters(), strict=True))
+
+
+def test_last_hidden_layer_angle_at_init_is_arccos_inverse_sqrt_pi() -> None:
+    """The last hidden credit is the ON/OFF readout (half zeros): cos = E|A| / sqrt(2 E A^2) = 1/sqrt(pi)."""
+    expected = math.degrees(math.acos(1 / math.sqrt(math.pi)))  # 55.57 degrees
+    x = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    def last_angle(seed: int, mixed_sign: bool = False) -> float:
+        net = build_model("vnn-fc", (1, 28, 28), 10, hidden=(64, 1024), seed=seed, mixed_sign=mixed_sign)
+        return credit_alignment_angles(net, x)[-1]
+
+    angles = [last_angle(s) for s in range(8)]
+    mean = sum(angles) / len(angles)
+    # each angle has sd ~ 1 degree at 512 readout pairs; the mean of 8 is within 1 degree
+    assert abs(mean - expected) < 1.0, (mean, angles)
+    mixed = [last_angle(s, mixed_sign=True) for s in range(4)]
+    assert abs(sum(mixed) / len(mixed) - 90.0) < 4.0
+
+
+def test_registry_entries_and_defaults() -> None:
+    for name in ("vnn-fc", "vnn-conv", "vnn-lc", "arelu-fc", "arelu-conv", "arelu-lc"):
+        entry = MODELS.get(name)
+        assert entry.defaults["lr"] == 3e-4 and entry.defaults["batch_size"] == 128
+        assert entry.defaults["normalization"] == "symmetric" and entry.defaults["optimizer"] == "adam"
+    net = build_model("vnn-conv", (1, 28, 28), 10, mixed_sign=True, seed=0)
+    assert isinstance(net, VectorizedNet) and not net.nonnegative
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="layout"):
+        build_model("vnn-conv", (2, 10, 10), 10)
+
+
+def test_arelu_baselines_are_plain_stacks_with_projection() -> None:
+    net = build_model("arelu-conv", (1, 28, 28), 10, nonnegative=True, seed=0)
+    assert isinstance(net, AReluNet) and isinstance(net, nn.Sequential)
+    kinds = [type(m).__name__ for m in net]
+    assert kinds == ["Conv2d", "AlternatingReLU", "AvgPool2d", "Conv2d", "AlternatingReLU", "AvgPool2d",
+                     "Flatten", "Linear", "AlternatingReLU", "Linear"]
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.sub_(1.0)
+    net.apply_constraints()
+    layers = net.weight_layers()
+    assert bool((layers[0].weight < 0).any())
+    assert all(bool((layer.weight >= 0).all()) for layer in layers[1:])
+    lc = build_model("arelu-lc", (1, 28, 28), 10, seed=0)
+    assert lc(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    # aReLU: even units pass h <= 0, odd units pass h >= 0
+    h = torch.tensor([[-1.0, -1.0, 2.0, 2.0]])
+    assert torch.equal(AlternatingReLU()(h), torch.tensor([[-1.0, 0.0, 0.0, 2.0]]))
