@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torch.nn as nn
@@ -16,7 +16,7 @@ from creditlab.rules import RULES
 PREFERRED_MODELS = ("mlp", "vnn-fc", "lenet", "arelu-fc")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _example_model(name: str) -> nn.Module:
     entry = MODELS.get(name)
     spec = DATASETS.get(entry.default_dataset)
