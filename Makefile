@@ -28,7 +28,7 @@ demo: setup
 	$(VENV)/bin/creditlab demo
 
 bench: setup
-	$(PY) benchmarks/step_time.py
+	$(PY) benchmarks/step_time.py --out results/bench.jsonl
 
 bench-quick: setup
 	$(VENV)/bin/creditlab bench quick && $(VENV)/bin/creditlab report results

@@ -342,6 +342,30 @@ def _is_quick(record: dict[str, Any]) -> bool:
     return bool((record.get("config") or {}).get("quick") or (record.get("bench") or {}).get("quick"))
 
 
+MAX_ROW_TABLE_COLUMNS = 12
+
+
+def _row_lists(record: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Lists of per-row dicts in a record's ``final`` (e.g. one row per width and lambda)."""
+    final = record.get("final") or {}
+    return {k: v for k, v in final.items()
+            if isinstance(v, list) and v and all(isinstance(row, dict) for row in v)}
+
+
+def _rows_table(record: dict[str, Any], key: str, rows: list[dict[str, Any]]) -> Table:
+    """One table row per dict (nested keys flattened, e.g. ``ours.mean`` beside ``authors.mean``)."""
+    flat = [flatten_scalars(row) for row in rows]
+    columns: list[str] = []
+    for row in flat:
+        columns += [k for k in row if k not in columns]
+    paper = [c for c in columns if PAPER_KEY.search(c)][:MAX_ROW_TABLE_COLUMNS // 2]
+    ours = [c for c in columns if not PAPER_KEY.search(c)][:MAX_ROW_TABLE_COLUMNS - len(paper)]
+    columns = ours + paper
+    label = f"{record.get('name')} `{key}` ({_provenance(record)[0]}, {_provenance(record)[1]})"
+    body = [[fmt(row.get(c)) for c in columns] for row in flat]
+    return Table([c + (" (paper)" if PAPER_KEY.search(c) else "") for c in columns], body, [label])
+
+
 def reproduce_blocks(records: Sequence[dict[str, Any]], compact: bool = False) -> list[Block]:
     """One table per reproduction (records grouped by the name before ``/``), newest record per config.
 
@@ -381,6 +405,11 @@ def reproduce_blocks(records: Sequence[dict[str, Any]], compact: bool = False) -
                 rows.append([label, *cells])
             blocks += [Heading(3, name), Paragraph(header),
                        Table(["run", *[k + (" (paper)" if k in paper_keys else "") for k in keys]], rows)]
+        elif any(_row_lists(r) for r in group):
+            blocks += [Heading(3, name), Paragraph(header)]
+            for record in group:
+                for key, rows in _row_lists(record).items():
+                    blocks.append(_rows_table(record, key, rows))
         elif not compact:
             blocks += [Heading(3, name), Paragraph(header)]
             for record, values in zip(group, flat, strict=True):
