@@ -410,6 +410,9 @@ def reproduce_blocks(records: Sequence[dict[str, Any]], compact: bool = False) -
             for record in group:
                 for key, rows in _row_lists(record).items():
                     blocks.append(_rows_table(record, key, rows))
+                paper = {k: v for k, v in _paper_values(record).items() if k.startswith("config.")}
+                if paper:
+                    blocks.append(Table(["metric", "value"], [[f"{k} (paper)", fmt(v)] for k, v in paper.items()]))
         elif not compact:
             blocks += [Heading(3, name), Paragraph(header)]
             for record, values in zip(group, flat, strict=True):
