@@ -24,12 +24,12 @@ import importlib
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from creditlab.bench.perf import time_interleaved
 from creditlab.data import load_dataset
 from creditlab.models import apply_constraints, build_model
 from creditlab.results import append_record, make_record
@@ -106,32 +106,6 @@ def make_authors_steps(model_kind: str, device: str, code_dir: str, seed: int = 
     return steps
 
 
-def sync(device: str) -> None:
-    """Wait for queued GPU work (no-op on CPU)."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def time_interleaved(steps: dict[str, StepFn], batches: list[tuple[torch.Tensor, torch.Tensor]],
-                     rounds: int, warmup: int, device: str) -> dict[str, list[float]]:
-    """ms per step of every variant, measured in interleaved rounds (rotating the order)."""
-    names = list(steps)
-    for name in names:
-        for i in range(warmup):
-            steps[name](*batches[i % len(batches)])
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        x, y = batches[r % len(batches)]
-        for name in order:
-            sync(device)
-            start = time.perf_counter()
-            steps[name](x, y)
-            sync(device)
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return times
-
-
 def main() -> None:  # noqa: D103
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,7 +130,8 @@ def main() -> None:  # noqa: D103
         steps = make_steps(kind, args.device, fused_adam=args.fused_adam)
         if args.authors_code:
             steps.update(make_authors_steps(kind, args.device, args.authors_code, fused_adam=args.fused_adam))
-        times = time_interleaved(steps, batches, args.steps, args.warmup, args.device)
+        seconds = time_interleaved(steps, batches, args.steps, args.warmup, args.device)
+        times = {name: [1e3 * t for t in values] for name, values in seconds.items()}
         median = {name: statistics.median(t) for name, t in times.items()}
         authors = AUTHORS_MS.get((kind, device_type), {})
         print(f"\n{kind.upper()}-Vec (nonnegative), batch 128, {args.steps} interleaved rounds")
