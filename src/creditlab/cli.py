@@ -218,8 +218,8 @@ def datasets(data_dir: Annotated[str | None, typer.Option(help="dataset director
 @app.command()
 def demo(
     out: Annotated[str, typer.Option(help="output directory")] = "runs/demo",
-    epochs: Annotated[int, typer.Option(help="epochs per rule")] = 1,
-    train_limit: Annotated[int, typer.Option(help="training examples per rule")] = 20000,
+    epochs: Annotated[int, typer.Option(help="epochs per rule")] = 2,
+    train_limit: Annotated[int, typer.Option(help="training examples per rule")] = 15000,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
     rules_: Annotated[list[str] | None, typer.Option("--rule", help="only these rules (repeatable)")] = None,
