@@ -546,7 +546,8 @@ def plot_alignment(records: Sequence[dict[str, Any]], path: Path) -> Path | None
             ax.plot(xs, ys, marker="o", ms=3, label=name.removesuffix(".weight"))
         ax.axhline(90, color="grey", linestyle="--", linewidth=0.8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylim(0, 100)
+        highest = max((y for _, ys in series.values() for y in ys if math.isfinite(y)), default=90.0)
+        ax.set_ylim(0, 180 if highest > 95 else 100)  # angles past 90 deg: the update opposes the gradient
         ax.set_title(_curve_label(record), fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("angle to true gradient (°)")
