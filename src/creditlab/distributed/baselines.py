@@ -18,11 +18,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as powersg
 
 from creditlab.distributed.comm import all_gather, all_reduce_sum, collective
 from creditlab.distributed.reducer import GradientReducer
-from creditlab.distributed.sketched_sgd import (
-    reducer_optimizer_requirement,
-    validate_momentum,
-    validate_sparsity,
-)
+from creditlab.distributed.sketched_sgd import LocalErrorFeedback
 
 
 class AllReduce(GradientReducer):
@@ -41,40 +37,8 @@ class AllReduce(GradientReducer):
         return mean, exact
 
 
-class _ErrorFeedbackTopK(GradientReducer):
+class _ErrorFeedbackTopK(LocalErrorFeedback):
     """Shared state of the top-k baselines: local momentum and error, exact 1-D parameters."""
-
-    def __init__(self, model: nn.Module, k: int, momentum: float = 0.9, **options: Any) -> None:
-        super().__init__(model, **options)
-        validate_sparsity(self.kind, self.dimension, k)
-        validate_momentum(momentum)
-        self.k, self.momentum = k, momentum
-        zeros = lambda n: torch.zeros(n, device=self.device, dtype=self.dtype)  # noqa: E731
-        self.momentum_vector, self.error_vector = zeros(self.dimension), zeros(self.dimension)
-        self.exact_momentum = zeros(self.exact_dimension)
-
-    def _accumulate(self, compressed: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
-        self.momentum_vector.mul_(self.momentum).add_(compressed)
-        self.error_vector.add_(self.momentum_vector)
-        self.exact_momentum.mul_(self.momentum).add_(exact)
-        return self.error_vector
-
-    def _mask(self, indices: torch.Tensor) -> None:
-        self.momentum_vector[indices] = 0
-        self.error_vector[indices] = 0
-
-    def required_optimizer(self) -> dict[str, Any]:
-        """Plain SGD, momentum 0: the reducer keeps momentum and error."""
-        return reducer_optimizer_requirement()
-
-    def buffers(self) -> dict[str, torch.Tensor]:
-        """Local momentum and error."""
-        return {"momentum_vector": self.momentum_vector, "error_vector": self.error_vector,
-                "exact_momentum": self.exact_momentum}
-
-    def rank_local_buffers(self) -> set[str]:
-        """All buffers are per worker."""
-        return {"momentum_vector", "error_vector", "exact_momentum"}
 
     def stats(self) -> dict[str, Any]:
         """Traffic and k."""

@@ -41,51 +41,32 @@ def reducer_optimizer_requirement() -> dict[str, Any]:
     return {"optimizer": "sgd", "momentum": 0.0}
 
 
-class SketchedSGD(GradientReducer):
-    """Two-round sketched all-reduce with local momentum and error feedback (module docstring)."""
+class LocalErrorFeedback(GradientReducer):
+    """Per-worker momentum u and error accumulation v (Ivkin et al. Alg. 3 steps 1-2 and 7).
 
-    kind = "sketch"
+    Shared by SketchedSGD and the top-k baselines: ``_accumulate`` does u = rho*u + g, v += u (and
+    momentum for the exactly-sent parameters); ``_mask`` zeroes u and v where an update was applied.
+    The optimizer must then be plain SGD with momentum 0.
+    """
 
-    def __init__(self, model: nn.Module, rows: int, cols: int, k: int, momentum: float = 0.9, seed: int = 0,
-                 candidate_factor: int = DEFAULT_CANDIDATE_FACTOR, **options: Any) -> None:
+    def __init__(self, model: nn.Module, k: int, momentum: float = 0.9, **options: Any) -> None:
         super().__init__(model, **options)
         validate_sparsity(self.kind, self.dimension, k)
-        validate_sketch(self.kind, self.dimension, rows, cols, k)
         validate_momentum(momentum)
-        if candidate_factor < 1:
-            raise ValueError(f"candidate_factor P must be >= 1, got {candidate_factor}")
         self.k, self.momentum = k, momentum
-        self.num_candidates = min(candidate_factor * k, self.dimension)
-        self.sketch = CountSketch(self.dimension, rows, cols, seed=seed, device=self.device, dtype=self.dtype)
         zeros = lambda n: torch.zeros(n, device=self.device, dtype=self.dtype)  # noqa: E731
         self.momentum_vector, self.error_vector = zeros(self.dimension), zeros(self.dimension)
         self.exact_momentum = zeros(self.exact_dimension)
 
-    def reduce(self, compressed: torch.Tensor, exact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SketchedSGD step on this rank's flat gradients; returns the common update."""
-        u, v = self.momentum_vector, self.error_vector
-        u.mul_(self.momentum).add_(compressed)  # step 1
-        v.add_(u)  # step 2
-        self.sketch.zero_().accumulate_vector(v)  # step 3
-        all_reduce_sum(self.sketch.table, "SketchedSGD round 1 (sketch all-reduce)")
-        candidates, _ = self.sketch.top_k(self.num_candidates)  # step 4
+    def _accumulate(self, compressed: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+        self.momentum_vector.mul_(self.momentum).add_(compressed)  # step 1
+        self.error_vector.add_(self.momentum_vector)  # step 2
         self.exact_momentum.mul_(self.momentum).add_(exact)
-        # step 5, with the exactly-sent parameters in the same message
-        payload = all_reduce_sum(torch.cat([v[candidates], self.exact_momentum]),
-                                 "SketchedSGD round 2 (exact values of candidates)")
-        candidate_sums, exact_sum = payload[:self.num_candidates], payload[self.num_candidates:]
-        chosen = candidate_sums.abs().topk(self.k, sorted=False).indices  # step 6
-        indices = candidates[chosen]
-        update = torch.zeros_like(compressed)
-        update[indices] = candidate_sums[chosen] / self.world_size
-        u[indices] = 0  # step 7
-        v[indices] = 0
-        rc = self.sketch.rows * self.sketch.cols
-        self.traffic.record(sent_values=rc + self.num_candidates + self.exact_dimension,
-                            received_values=self.k + self.exact_dimension,
-                            dimension=self.dimension + self.exact_dimension,
-                            index_values=self.num_candidates + self.k)
-        return update, exact_sum / self.world_size
+        return self.error_vector
+
+    def _mask(self, indices: torch.Tensor) -> None:
+        self.momentum_vector[indices] = 0  # step 7
+        self.error_vector[indices] = 0
 
     def required_optimizer(self) -> dict[str, Any]:
         """Plain SGD, momentum 0 (see :func:`reducer_optimizer_requirement`)."""
@@ -99,6 +80,43 @@ class SketchedSGD(GradientReducer):
     def rank_local_buffers(self) -> set[str]:
         """All of them are per-worker state."""
         return {"momentum_vector", "error_vector", "exact_momentum"}
+
+
+class SketchedSGD(LocalErrorFeedback):
+    """Two-round sketched all-reduce with local momentum and error feedback (module docstring)."""
+
+    kind = "sketch"
+
+    def __init__(self, model: nn.Module, rows: int, cols: int, k: int, momentum: float = 0.9, seed: int = 0,
+                 candidate_factor: int = DEFAULT_CANDIDATE_FACTOR, **options: Any) -> None:
+        super().__init__(model, k, momentum, **options)
+        validate_sketch(self.kind, self.dimension, rows, cols, k)
+        if candidate_factor < 1:
+            raise ValueError(f"candidate_factor P must be >= 1, got {candidate_factor}")
+        self.num_candidates = min(candidate_factor * k, self.dimension)
+        self.sketch = CountSketch(self.dimension, rows, cols, seed=seed, device=self.device, dtype=self.dtype)
+
+    def reduce(self, compressed: torch.Tensor, exact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SketchedSGD step on this rank's flat gradients; returns the common update."""
+        v = self._accumulate(compressed, exact)  # steps 1-2
+        self.sketch.zero_().accumulate_vector(v)  # step 3
+        all_reduce_sum(self.sketch.table, "SketchedSGD round 1 (sketch all-reduce)")
+        candidates, _ = self.sketch.top_k(self.num_candidates)  # step 4
+        # step 5, with the exactly-sent parameters in the same message
+        payload = all_reduce_sum(torch.cat([v[candidates], self.exact_momentum]),
+                                 "SketchedSGD round 2 (exact values of candidates)")
+        candidate_sums, exact_sum = payload[:self.num_candidates], payload[self.num_candidates:]
+        chosen = candidate_sums.abs().topk(self.k, sorted=False).indices  # step 6
+        indices = candidates[chosen]
+        update = torch.zeros_like(compressed)
+        update[indices] = candidate_sums[chosen] / self.world_size
+        self._mask(indices)  # step 7
+        rc = self.sketch.rows * self.sketch.cols
+        self.traffic.record(sent_values=rc + self.num_candidates + self.exact_dimension,
+                            received_values=self.k + self.exact_dimension,
+                            dimension=self.dimension + self.exact_dimension,
+                            index_values=self.num_candidates + self.k)
+        return update, exact_sum / self.world_size
 
     def stats(self) -> dict[str, Any]:
         """Traffic plus the configuration that determines it."""
