@@ -174,3 +174,14 @@ def test_cli_bad_input_exits_with_a_message(args, message, tmp_path):
 def test_cuda_training_step(mnist_small):
     summary = train_from_names("bp", "lenet", "mnist", loaded=mnist_small, device="cuda", **QUICK)
     assert summary["device"].startswith("cuda") and summary["test_accuracy"] > 0.5
+
+
+def test_cli_track_alignment_puts_final_angles_in_the_json(data_root, tmp_path):
+    result = runner.invoke(app, ["train", "--rule", "fa", "--model", "mlp", "--epochs", "1", "--train-limit", "300",
+                                 "--test-limit", "100", "--data-dir", str(data_root), "--out", str(tmp_path),
+                                 "--quiet", "--json", "--track-alignment"])
+    assert result.exit_code == 0, result.output
+    alignment = json.loads(result.stdout.strip().splitlines()[-1])["alignment"]
+    readout = [name for name in alignment if name.startswith("5.weight")]
+    assert readout and alignment[readout[0]]["angle_deg"] < 1e-3  # FA's readout gets its exact gradient
+    assert all(0.0 <= v["angle_deg"] <= 180.0 for v in alignment.values() if v["angle_deg"] == v["angle_deg"])
