@@ -192,6 +192,14 @@ class _SpatialMixin:
     stride: Size2
     padding: Size2
 
+    def _set_geometry(self, kernel_size: int | Size2, stride: int | Size2, padding: int | Size2,
+                      input_size: Size2 | None = None) -> None:
+        """Kernel, stride and padding as pairs; with ``input_size``, also the (H', W') output size."""
+        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        if input_size is not None:
+            self.input_size = _pair(input_size)
+            self.output_size = conv_output_size(self.input_size, self.kernel_size, self.stride, self.padding)
+
     def _unfold(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C*kh*kw, L) patches."""
         return F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
@@ -210,7 +218,7 @@ class VecInputConv2d(_SpatialMixin, VecWeightLayer):
                  padding: int | Size2 = 0) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.num_components = in_channels, out_channels, num_components
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        self._set_geometry(kernel_size, stride, padding)
         self.weight = nn.Parameter(torch.empty(num_components, out_channels, in_channels, *self.kernel_size))
         self.bias = nn.Parameter(torch.zeros(num_components, out_channels))
         init_input_weight_(self.weight, in_channels * math.prod(self.kernel_size), nonnegative, generator)
@@ -254,7 +262,7 @@ class VecConv2d(_SpatialMixin, VecWeightLayer):
                  padding: int | Size2 = 0) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.num_components = in_channels, out_channels, num_components
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        self._set_geometry(kernel_size, stride, padding)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
         self.bias = nn.Parameter(torch.zeros(num_components, out_channels))
         init_hidden_weight_(self.weight, in_channels * math.prod(self.kernel_size), nonnegative, generator)
@@ -295,9 +303,7 @@ class VecInputLocal2d(_SpatialMixin, VecWeightLayer):
                  padding: int | Size2 = 0) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.num_components = in_channels, out_channels, num_components
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
-        self.input_size = _pair(input_size)
-        self.output_size = conv_output_size(self.input_size, self.kernel_size, self.stride, self.padding)
+        self._set_geometry(kernel_size, stride, padding, input_size)
         self.weight = nn.Parameter(torch.empty(num_components, out_channels, in_channels, *self.kernel_size,
                                                *self.output_size))
         self.bias = nn.Parameter(torch.zeros(num_components, out_channels, *self.output_size))
@@ -335,9 +341,7 @@ class VecLocal2d(_SpatialMixin, VecWeightLayer):
                  padding: int | Size2 = 0) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.num_components = in_channels, out_channels, num_components
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
-        self.input_size = _pair(input_size)
-        self.output_size = conv_output_size(self.input_size, self.kernel_size, self.stride, self.padding)
+        self._set_geometry(kernel_size, stride, padding, input_size)
         shape = (out_channels, in_channels, *self.kernel_size, *self.output_size)
         self.weight = nn.Parameter(torch.empty(shape))
         self.bias = nn.Parameter(torch.zeros(num_components, out_channels, *self.output_size))
@@ -502,9 +506,7 @@ class LocallyConnected2d(_SpatialMixin, nn.Module):
                  ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
-        self.input_size = _pair(input_size)
-        self.output_size = conv_output_size(self.input_size, self.kernel_size, self.stride, self.padding)
+        self._set_geometry(kernel_size, stride, padding, input_size)
         fan_in = in_channels * math.prod(self.kernel_size)
         shape = (out_channels, in_channels, *self.kernel_size, *self.output_size)
         self.weight = nn.Parameter(torch.randn(shape, generator=generator) / math.sqrt(fan_in))
