@@ -173,7 +173,8 @@ def test_cli_bad_input_exits_with_a_message(args, message, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_training_step(mnist_small):
     summary = train_from_names("bp", "lenet", "mnist", loaded=mnist_small, device="cuda", **QUICK)
-    assert summary["device"].startswith("cuda") and summary["test_accuracy"] > 0.5
+    summary.pop("history", None)
+    assert summary["device"].startswith("cuda") and summary["test_accuracy"] > 0.5, summary
 
 
 def test_cli_track_alignment_puts_final_angles_in_the_json(data_root, tmp_path):
@@ -185,3 +186,13 @@ def test_cli_track_alignment_puts_final_angles_in_the_json(data_root, tmp_path):
     readout = [name for name in alignment if name.startswith("5.weight")]
     assert readout and alignment[readout[0]]["angle_deg"] < 1e-3  # FA's readout gets its exact gradient
     assert all(0.0 <= v["angle_deg"] <= 180.0 for v in alignment.values() if v["angle_deg"] == v["angle_deg"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_resume_continues_the_run(mnist_small, tmp_path):
+    options = {**QUICK, "epochs": 1}
+    train_from_names("bp", "mlp", "mnist", loaded=mnist_small, device="cuda", out_dir=str(tmp_path), **options)
+    options["epochs"] = 2
+    summary = train_from_names("bp", "mlp", "mnist", loaded=mnist_small, device="cuda", out_dir=str(tmp_path),
+                               resume=True, **options)
+    assert summary["epochs"] == 2 and len(summary["history"]) == 2

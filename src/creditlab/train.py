@@ -217,7 +217,7 @@ def fit(rule: Rule, dataset: Dataset, config: TrainConfig, callbacks: Sequence[C
         scheduler.load_state_dict(state["scheduler"])
         if reducer is not None and state.get("reducer") is not None:
             reducer.load_state_dict(state["reducer"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
         history = state["history"]
         start_epoch = state["epoch"] + 1
         elapsed_before = state.get("wall_time_s", 0.0)
