@@ -206,3 +206,19 @@ def test_a_few_gevb_steps_on_mnist_lower_the_loss() -> None:
     after = loss()
     assert after < 0.7 * before, (before, after)
     assert all(bool((layer.weight >= 0).all()) for index, layer in net.weight_layers() if index > 0)
+
+
+def test_time_budgeted_row_continues_after_interruption(mnist_small, tmp_path) -> None:
+    """A budgeted run stopped early continues from its checkpoint, ending where an unbroken run ends."""
+    from creditlab.experiments import ExperimentContext
+    from creditlab.experiments.gevb import Row, run_row
+
+    data = mnist_small.subset(train=256, test=200)
+    row = Row("vnn-fc", "gevb+")
+    broken = ExperimentContext(out_dir=tmp_path / "broken")
+    first = run_row(broken, "gevb-mnist", "mnist", data, row, 0, 3, time_budget_s=0.0)
+    assert first["final"]["epochs"] == 1
+    resumed = run_row(broken, "gevb-mnist", "mnist", data, row, 0, 3, time_budget_s=1e9)
+    unbroken = run_row(ExperimentContext(out_dir=tmp_path / "unbroken"), "gevb-mnist", "mnist", data, row, 0, 3)
+    assert resumed["final"]["epochs"] == 3 and len(resumed["epochs"]) == 3
+    assert resumed["final"]["test_error_pct"] == unbroken["final"]["test_error_pct"]

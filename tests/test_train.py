@@ -172,9 +172,11 @@ def test_cli_bad_input_exits_with_a_message(args, message, tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_training_step(mnist_small):
-    summary = train_from_names("bp", "lenet", "mnist", loaded=mnist_small, device="cuda", **QUICK)
+    # 3 epochs of 40 steps: 0.90 test accuracy on CPU; 2 epochs of 10 steps leave LeNet at ~0.42 on both
+    options = {**QUICK, "epochs": 3, "train_limit": 2000, "batch_size": 50, "lr": 3e-3}
+    summary = train_from_names("bp", "lenet", "mnist", loaded=mnist_small, device="cuda", **options)
     summary.pop("history", None)
-    assert summary["device"].startswith("cuda") and summary["test_accuracy"] > 0.5, summary
+    assert summary["device"].startswith("cuda") and summary["test_accuracy"] > 0.8, summary
 
 
 def test_cli_track_alignment_puts_final_angles_in_the_json(data_root, tmp_path):
