@@ -9,7 +9,10 @@ the authors' implementation (anchor_perf.md: FC-Vec GEVB 272 ms, Conv-Vec 1408 m
 2.46 / 3.76 ms on an H100).
 
     python benchmarks/gevb_step_time.py [--steps 40] [--models fc,conv] [--device cpu] [--out FILE]
-        [--authors-code DIR]
+        [--authors-code DIR] [--adam shipped|fused|default]
+
+Adam: creditlab's trainer uses torch's fused Adam; ``--adam shipped`` (default) times each code base
+with its own optimizer, ``fused`` / ``default`` give every variant the same one.
 
 ``--authors-code DIR`` (a checkout of davidclark1/VectorizedNets, not part of creditlab) adds the
 authors' own GEVB and vectorized-BP steps to the same interleaved rounds, so the speed-up over their
@@ -117,7 +120,9 @@ def main() -> None:  # noqa: D103
     parser.add_argument("--out", default=None, help="append a perf record per model to this JSON-lines file")
     parser.add_argument("--authors-code", default=None, help="VectorizedNets checkout to time alongside")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    parser.add_argument("--fused-adam", action="store_true", help="torch's fused Adam for every variant")
+    parser.add_argument("--adam", default="shipped", choices=["shipped", "fused", "default"],
+                        help="shipped: creditlab's fused Adam (as its trainer) vs the authors' default Adam "
+                             "(as their train_models.py); fused / default: the same Adam for every variant")
     args = parser.parse_args()
 
     if args.threads:
@@ -127,9 +132,9 @@ def main() -> None:  # noqa: D103
     device_type = torch.device(args.device).type
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, torch {torch.__version__}")
     for kind in args.models.split(","):
-        steps = make_steps(kind, args.device, fused_adam=args.fused_adam)
+        steps = make_steps(kind, args.device, fused_adam=args.adam in ("shipped", "fused"))
         if args.authors_code:
-            steps.update(make_authors_steps(kind, args.device, args.authors_code, fused_adam=args.fused_adam))
+            steps.update(make_authors_steps(kind, args.device, args.authors_code, fused_adam=args.adam == "fused"))
         seconds = time_interleaved(steps, batches, args.steps, args.warmup, args.device)
         times = {name: [1e3 * t for t in values] for name, values in seconds.items()}
         median = {name: statistics.median(t) for name, t in times.items()}
@@ -153,7 +158,7 @@ def main() -> None:  # noqa: D103
                 print(f"{name}: {median[ref_name] / median[name]:.2f}x faster than {ref_name} (same rounds)")
         if args.out:
             config = {"model": f"vnn-{kind}", "batch_size": 128, "rounds": args.steps, "warmup": args.warmup,
-                      "optimizer": "adam", "lr": 3e-4, "fused_adam": args.fused_adam,
+                      "optimizer": "adam", "lr": 3e-4, "adam": args.adam,
                       "authors_code": args.authors_code, "threads": torch.get_num_threads()}
             append_record(args.out, make_record("perf", f"gevb-step-time/{kind}-vec", config, final,
                                                 device=args.device))
