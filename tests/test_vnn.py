@@ -113,6 +113,7 @@ def test_gate_scores_shortcut_matches_vector_dot(kind: str) -> None:
 def test_on_off_init_pairs_units(kind: str) -> None:
     """At ON/OFF init (zero biases) unit 2m+1 = -(unit 2m) in every hidden layer, sharing one gate."""
     net = build_vectorized((2, 8, 8), 5, TINY_LAYOUTS[kind], True, seeded_generator(4)).double()
+    net.fuse_first_block = False  # keep the first gated activation in the record
     x = torch.randn(3, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     record = net.record_forward(x)
     for index, layer in enumerate(net.layers):
@@ -193,3 +194,31 @@ def test_arelu_baselines_are_plain_stacks_with_projection() -> None:
     # aReLU: even units pass h <= 0, odd units pass h >= 0
     h = torch.tensor([[-1.0, -1.0, 2.0, 2.0]])
     assert torch.equal(AlternatingReLU()(h), torch.tensor([[-1.0, 0.0, 0.0, 2.0]]))
+
+
+def test_fused_first_block_equals_layer_by_layer() -> None:
+    """The chunked input conv -> gate -> pool gives the same record, logits and GEVB/BP updates."""
+    from creditlab.rules import build_rule
+
+    net = build_model("vnn-conv", (1, 28, 28), 10, seed=3).double()
+    net.first_block_chunk = 3  # several chunks, the last one short
+    x = torch.rand(10, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    y = torch.arange(10) % 10
+    fused = net.record_forward(x)
+    net.fuse_first_block = False
+    plain = net.record_forward(x)
+    assert torch.equal(fused.gate_masks[1], plain.gate_masks[1])
+    assert torch.allclose(fused.layer_inputs[3], plain.layer_inputs[3])
+    assert fused.layer_inputs[2].shape == plain.layer_inputs[2].shape
+    assert torch.allclose(fused.logits, plain.logits)
+    with torch.no_grad():
+        plain_eval = net(x)
+        net.fuse_first_block = True
+        assert torch.allclose(net(x), plain_eval)
+    for rule_name in ("gevb", "bp"):
+        updates = []
+        for fuse in (True, False):
+            net.fuse_first_block = fuse
+            build_rule(rule_name, net).step(x, y)
+            updates.append([p.grad.clone() for p in net.parameters() if p.requires_grad])
+        assert all(torch.allclose(a, b) for a, b in zip(*updates, strict=True)), rule_name

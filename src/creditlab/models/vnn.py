@@ -170,19 +170,61 @@ class VectorizedNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         a = x
+        first = 0
+        if not torch.is_grad_enabled():  # evaluation: the chunked first block (autograd needs it whole)
+            fused = self._fused_first_block(x)
+            if fused is not None:
+                a, first = fused[1], 3
         for index, layer in enumerate(self.layers):
+            if index < first:
+                continue
             if isinstance(layer, VecGate):
                 a = layer.apply_mask(a, self._gate_mask(index, layer, a, x))
             else:
                 a = layer(a)
         return a[..., 0]
 
+    #: examples per chunk of the fused first conv -> gate -> pool block (about 16 MB of activations each
+    #: for the MNIST Conv-Vec net, so the block stays in cache instead of writing 250 MB per batch)
+    first_block_chunk = 8
+    #: False: always run layer by layer (every layer input then sits in the forward record)
+    fuse_first_block = True
+
+    def _fused_first_block(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Size] | None:
+        """Input conv -> gate -> 2x2 pool computed chunk by chunk without an autograd graph: (gate mask,
+        pooled activation, shape of the gated activation), or None where the net does not start that way.
+        The (batch, K, channels, H, W) activation of the first layer is never held whole."""
+        if not self.fuse_first_block or len(self.layers) < 4 or not (isinstance(self.layers[0], VecInputConv2d)
+                                         and isinstance(self.layers[1], VecGate)
+                                         and isinstance(self.layers[2], VecAvgPool2d)):
+            return None
+        conv, gate, pool = self.layers[0], self.layers[1], self.layers[2]
+        masks, pooled = [], []
+        gated_shape = None
+        for chunk in x.split(self.first_block_chunk):
+            h = conv(chunk)
+            mask = self._gate_mask(1, gate, h, chunk)
+            gated = gate.apply_mask(h, mask)
+            gated_shape = gated.shape[1:]
+            masks.append(mask)
+            pooled.append(pool(gated))
+        return torch.cat(masks), torch.cat(pooled), torch.Size((len(x), *gated_shape))
+
     @torch.no_grad()
     def record_forward(self, x: torch.Tensor) -> ForwardRecord:
         """Forward pass keeping every layer's input and every gate mask (no autograd graph)."""
         record = ForwardRecord(logits=x)
         a = x
+        first = 0
+        fused = self._fused_first_block(x)
+        if fused is not None:
+            mask, a, gated_shape = fused
+            record.layer_inputs[0], record.gate_masks[1] = x, mask
+            record.layer_inputs[2] = x.new_empty(gated_shape, device="meta")  # the pool's input: shape only
+            first = 3
         for index, layer in enumerate(self.layers):
+            if index < first:
+                continue
             if isinstance(layer, VecGate):
                 mask = self._gate_mask(index, layer, a, x)
                 record.gate_masks[index] = mask
