@@ -496,8 +496,8 @@ def init_stacked_nets(d_in: int, width: int, classes: int, weight_decays: tuple[
         uses_feedback=torch.tensor(uses_feedback, dtype=torch.bool, device=device))
 
 
-def stacked_sgd_step(nets: StackedTwoLayerNets, x: torch.Tensor, labels: torch.Tensor, lr: float
-                     ) -> dict[str, torch.Tensor]:
+def stacked_sgd_step(nets: StackedTwoLayerNets, x: torch.Tensor, labels: torch.Tensor, lr: float,
+                     measure: bool = True) -> dict[str, torch.Tensor]:
     """One SGD step of every net on the batch (x: (B, d_in), labels: (B,)); mean cross-entropy loss.
 
     dz = (softmax(z) - onehot) / B is the error at the scaled logits (``prediction.grad``);
@@ -505,6 +505,7 @@ def stacked_sgd_step(nets: StackedTwoLayerNets, x: torch.Tensor, labels: torch.T
     (FA) or beta (BP); grad W = x^T delta. Returns per-net loss (M,), and the alignment metrics taken
     on this batch before the update: weight alignment cos(B, beta) (Frobenius) and error-signal
     alignment mean_i cos(dz_i B, dz_i beta) (samples with a zero vector count as 0, as in the code).
+    With ``measure=False`` the two alignment metrics are skipped (returned as NaN).
     """
     h, z = nets.logits(x)
     batch, p = x.shape[0], nets.width
@@ -515,9 +516,11 @@ def stacked_sgd_step(nets: StackedTwoLayerNets, x: torch.Tensor, labels: torch.T
     act = torch.relu(h)
     signal_fa = torch.matmul(dz, nets.feedback)                                 # e B, (M, B, p)
     signal_bp = torch.matmul(dz, nets.beta)                                     # e beta
-    per_sample = cosine_alignment(signal_fa, signal_bp)
-    vec_alignment = per_sample.mean(-1)
-    weight_alignment = cosine_alignment(nets.feedback.flatten(1), nets.beta.flatten(1))
+    if measure:
+        vec_alignment = cosine_alignment(signal_fa, signal_bp).mean(-1)
+        weight_alignment = cosine_alignment(nets.feedback.flatten(1), nets.beta.flatten(1))
+    else:
+        vec_alignment = weight_alignment = loss.new_full(loss.shape, float("nan"))
     backward = torch.where(nets.uses_feedback.view(-1, 1, 1), signal_fa, signal_bp)
     delta = backward / math.sqrt(p) * (h > 0).to(h.dtype)
     grad_w = torch.matmul(x.t(), delta)                                         # (M, d_in, p)

@@ -32,7 +32,7 @@ from creditlab.analysis.fa_theory import (
     train_batched,
 )
 from creditlab.experiments import ExperimentContext, register_experiment
-from creditlab.results import make_record
+from creditlab.results import append_record, make_record
 
 # activation -> lambda -> width -> (mean, sd, runs) of cos(beta, b), from the authors' v6 CSVs.
 AUTHOR_ALIGNMENT: dict[str, dict[float, dict[int, tuple[float, float, int]]]] = {
@@ -305,8 +305,10 @@ def mnist_experiment(ctx: ExperimentContext, epochs: int, width: int = 1000, lr:
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         losses = []
-        for index in batch_indices(train_x.shape[0], batch_size, shuffle, ctx.device):
-            metrics = stacked_sgd_step(nets, train_x[index], train_y[index], lr)
+        batches = list(batch_indices(train_x.shape[0], batch_size, shuffle, ctx.device))
+        for number, index in enumerate(batches):  # alignment metrics on the epoch's last batch only
+            metrics = stacked_sgd_step(nets, train_x[index], train_y[index], lr,
+                                       measure=number == len(batches) - 1)
             losses.append(metrics["loss"])
         accuracy, test_loss = stacked_accuracy(nets, test_x, test_y)
         row = {"epoch": epoch, "elapsed_s": round(time.perf_counter() - start, 1)}
@@ -316,6 +318,7 @@ def mnist_experiment(ctx: ExperimentContext, epochs: int, width: int = 1000, lr:
                           "weight_alignment": float(metrics["weight_alignment"][m]),
                           "vec_alignment": float(metrics["vec_alignment"][m])}
         history.append(row)
+        append_record(ctx.out_dir / "fa-theory-mnist-progress.jsonl", row)  # kept if the run is cut short
         print(f"[fa-theory-mnist] epoch {epoch}: " + ", ".join(
             f"{label} acc {row[label]['test_accuracy']:.4f} wal {row[label]['weight_alignment']:.3f} "
             f"val {row[label]['vec_alignment']:.3f}" for label in labels), flush=True)
