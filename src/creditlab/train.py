@@ -62,6 +62,7 @@ class TrainConfig:
     test_limit: int | None = None
     progress: bool = True
     stop_at_train_accuracy: float | None = None  # e.g. 1.0: stop once an epoch fits the training set
+    time_budget_s: float | None = None  # stop after the epoch in which this invocation's wall time passes it
 
     def validate(self) -> None:
         """Raise ValueError for settings that cannot work, before any data is loaded."""
@@ -313,6 +314,8 @@ def fit(rule: Rule, dataset: Dataset, config: TrainConfig, callbacks: Sequence[C
                 }, checkpoint_path)  # type: ignore[arg-type]
         if config.stop_at_train_accuracy is not None and record["train_accuracy"] >= config.stop_at_train_accuracy:
             break
+        if config.time_budget_s is not None and time.perf_counter() - started > config.time_budget_s:
+            break  # checkpointed above: --resume continues from here
 
     last = history[-1] if history else {}
     summary = {

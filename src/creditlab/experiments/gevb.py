@@ -131,24 +131,13 @@ class CreditAngleTracker:
         return {"credit_angles": credit_alignment_angles(rule.model, self.inputs)}
 
 
-def _checkpointed_progress(checkpoint_dir: Path) -> tuple[int, float]:
-    """Epochs finished and wall time spent by the run checkpointed in ``checkpoint_dir`` ((0, 0.0) if none)."""
-    from creditlab.train import CHECKPOINT_NAME
-
-    path = checkpoint_dir / CHECKPOINT_NAME
-    if not path.is_file():
-        return 0, 0.0
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return int(state["epoch"]) + 1, float(state.get("wall_time_s", 0.0))
-
-
 def run_row(ctx: ExperimentContext, experiment: str, dataset_name: str, data: Dataset, row: Row, seed: int,
             epochs: int, train_limit: int | None = None, test_limit: int | None = None,
             time_budget_s: float | None = None) -> dict[str, Any]:
     """Train one (row, seed), record it (with the authors' numbers) and return the record.
 
-    With ``time_budget_s`` the run advances one epoch at a time (checkpoint + resume, bit-identical
-    to an uninterrupted run) and stops after the epoch that exhausts the budget.
+    With ``time_budget_s`` the run checkpoints every epoch and stops after the epoch that exhausts the
+    budget; started again, it continues from its checkpoint (bit-identical to an uninterrupted run).
     """
     from creditlab.train import train_from_names
 
@@ -165,21 +154,17 @@ def run_row(ctx: ExperimentContext, experiment: str, dataset_name: str, data: Da
         return [CreditAngleTracker(probe, every=every)]
 
     started = time.perf_counter()
-    earlier_wall_s = 0.0  # training time of an earlier, interrupted invocation of the same run
     common = dict(rule=row.rule, model=row.model, dataset=dataset_name, loaded=data,
                   model_options={**row.model_options, "seed": seed}, callback_factory=callbacks, seed=seed,
                   device=ctx.device, progress=False, train_limit=train_limit, test_limit=test_limit)
     if time_budget_s is None:
         summary = train_from_names(epochs=epochs, **common)
+        wall_time_s = time.perf_counter() - started
     else:
         checkpoint_dir = ctx.out_dir / "checkpoints" / f"{experiment}-{row.model}-{row.label}-seed{seed}"
-        done_before, earlier_wall_s = _checkpointed_progress(checkpoint_dir)  # an interrupted run continues
-        for reached in range(done_before + 1, epochs + 1):
-            summary = train_from_names(epochs=reached, out_dir=str(checkpoint_dir), resume=reached > 1,
-                                       **common)
-            done = summary["epochs"] < reached or summary["train_accuracy"] >= 1.0
-            if done or time.perf_counter() - started > time_budget_s:
-                break
+        summary = train_from_names(epochs=epochs, out_dir=str(checkpoint_dir), resume=True,
+                                   time_budget_s=time_budget_s, **common)
+        wall_time_s = summary["wall_time_s"]  # the trainer sums it over every invocation of this run
     history = summary["history"]
     final_angles = next((h["credit_angles"] for h in reversed(history) if "credit_angles" in h), None)
     authors = AUTHORS.get((dataset_name, row.model, row.label))
@@ -197,8 +182,8 @@ def run_row(ctx: ExperimentContext, experiment: str, dataset_name: str, data: Da
               "rule": row.rule, "model_options": row.model_options, "seed": seed, "max_epochs": epochs,
               "time_budget_s": time_budget_s,
               "train_limit": train_limit, "test_limit": test_limit, **summary["config"]}
-    record = make_record("reproduce", f"{experiment}/{row.name}", config, final, history,
-                         time.perf_counter() - started + earlier_wall_s, ctx.device)
+    record = make_record("reproduce", f"{experiment}/{row.name}", config, final, history, wall_time_s,
+                         ctx.device)
     ctx.record(record)
     return record
 
