@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 from creditlab.data import Dataset, load_dataset
 
@@ -37,3 +39,48 @@ def mnist(data_root: Path) -> Dataset:
 def mnist_small(mnist: Dataset) -> Dataset:
     """2000 training and 500 test images of MNIST, for fast training tests."""
     return mnist.subset(train=2000, test=500)
+
+
+@pytest.fixture(scope="module")
+def mnist_subset(mnist: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first 512 MNIST training images and labels."""
+    return mnist.train_x[:512], mnist.train_y[:512]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def loss_before_and_after_steps(rule, x: torch.Tensor, y: torch.Tensor, steps: int = 30, batch: int = 64,
+                                lr: float = 2e-3) -> tuple[float, float]:
+    """Full-subset cross-entropy before and after ``steps`` Adam steps of ``rule`` on seeded batches."""
+    optimizer = torch.optim.Adam(rule.model.parameters(), lr=lr)
+    with torch.no_grad():
+        before = float(F.cross_entropy(rule.model(x), y))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        index = torch.randint(0, len(x), (batch,), generator=gen)
+        rule.step(x[index], y[index])
+        optimizer.step()
+    with torch.no_grad():
+        after = float(F.cross_entropy(rule.model(x), y))
+    return before, after
+
+
+def perturbed_vnn(layout: tuple, classes: int, kind_nonnegative: bool, seed: int, noise: float,
+                  noise_seed: int):
+    """A double-precision VNN on 2x8x8 inputs, every parameter perturbed by seeded noise, projected."""
+    from creditlab.models.vnn import build_vectorized, seeded_generator
+
+    net = build_vectorized((2, 8, 8), classes, layout, kind_nonnegative, seeded_generator(seed)).double()
+    gen = torch.Generator().manual_seed(noise_seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(noise * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    net.apply_constraints()
+    return net

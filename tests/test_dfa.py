@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from conftest import loss_before_and_after_steps
 from creditlab.errors import IncompatibleModelError
 from creditlab.models import build_model
 from creditlab.rules import build_rule
@@ -134,18 +132,6 @@ def test_dfa_keeps_batchnorm_local_and_restores_modes() -> None:
     assert model[1].weight.grad.abs().sum() > 0
 
 
-@pytest.fixture(scope="module")
-def mnist_subset() -> tuple[torch.Tensor, torch.Tensor]:
-    from creditlab.data import load_dataset
-
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    data_dir = os.environ.get("CREDITLAB_DATA") or str(shared)
-    if not (Path(data_dir) / "mnist").exists():
-        pytest.skip(f"MNIST not found under {data_dir} (set CREDITLAB_DATA)")
-    data = load_dataset("mnist", data_dir)
-    return data.train_x[:512], data.train_y[:512]
-
-
 @pytest.mark.parametrize(("rule_name", "model_name"), [("dfa", "mlp"), ("dfa+", "mlp"), ("dfa", "lenet")])
 def test_a_few_steps_on_mnist_lower_the_loss(rule_name: str, model_name: str,
                                              mnist_subset: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -153,14 +139,5 @@ def test_a_few_steps_on_mnist_lower_the_loss(rule_name: str, model_name: str,
     torch.manual_seed(0)
     options = {"hidden": (64,)} if model_name == "mlp" else {}
     rule = build_rule(rule_name, build_model(model_name, (1, 28, 28), 10, **options))
-    optimizer = torch.optim.Adam(rule.model.parameters(), lr=2e-3)
-    with torch.no_grad():
-        before = float(F.cross_entropy(rule.model(x), y))
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(30):
-        index = torch.randint(0, len(x), (64,), generator=gen)
-        rule.step(x[index], y[index])
-        optimizer.step()
-    with torch.no_grad():
-        after = float(F.cross_entropy(rule.model(x), y))
+    before, after = loss_before_and_after_steps(rule, x, y)
     assert after < 0.8 * before, (before, after)

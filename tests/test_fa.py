@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import os
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from conftest import loss_before_and_after_steps
 from creditlab.errors import IncompatibleModelError
 from creditlab.models import build_model
 from creditlab.rules import build_rule
@@ -239,36 +238,11 @@ def test_unsupported_models_raise_clear_errors() -> None:
         convert_to_feedback_alignment(nn.Sequential(nn.Linear(3, 2)), "xyz")
 
 
-def _mnist_subset(n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    from creditlab.data import load_dataset
-
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    data_dir = os.environ.get("CREDITLAB_DATA") or str(shared)
-    if not (Path(data_dir) / "mnist").exists():
-        pytest.skip(f"MNIST not found under {data_dir} (set CREDITLAB_DATA)")
-    data = load_dataset("mnist", data_dir)
-    return data.train_x[:n], data.train_y[:n]
-
-
-@pytest.fixture(scope="module")
-def mnist_subset() -> tuple[torch.Tensor, torch.Tensor]:
-    return _mnist_subset()
-
-
 @pytest.mark.parametrize("mode", FA_RULES)
 def test_a_few_steps_on_mnist_lower_the_loss(mode: str,
                                              mnist_subset: tuple[torch.Tensor, torch.Tensor]) -> None:
     x, y = mnist_subset
     torch.manual_seed(0)
     rule = build_rule(mode, build_model("mlp", (1, 28, 28), 10, hidden=(64,)))
-    optimizer = torch.optim.Adam(rule.model.parameters(), lr=2e-3)
-    with torch.no_grad():
-        before = float(F.cross_entropy(rule.model(x), y))
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(30):
-        index = torch.randint(0, len(x), (64,), generator=gen)
-        rule.step(x[index], y[index])
-        optimizer.step()
-    with torch.no_grad():
-        after = float(F.cross_entropy(rule.model(x), y))
+    before, after = loss_before_and_after_steps(rule, x, y)
     assert after < 0.7 * before, (before, after)

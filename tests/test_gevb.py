@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import perturbed_vnn
 from creditlab.errors import IncompatibleModelError
 from creditlab.models import build_model
 from creditlab.models.vnn import build_vectorized, seeded_generator
@@ -22,24 +23,11 @@ TINY_LAYOUTS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_net(kind: str, nonnegative: bool, seed: int, classes: int = 4):
-    net = build_vectorized((2, 8, 8), classes, TINY_LAYOUTS[kind], nonnegative, seeded_generator(seed))
-    net = net.double()
-    gen = torch.Generator().manual_seed(seed + 1000)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    net.apply_constraints()
-    return net
+    return perturbed_vnn(TINY_LAYOUTS[kind], classes, nonnegative, seed, noise=0.2, noise_seed=seed + 1000)
 
 
 def test_gevb_matches_hand_computed_update_on_tiny_fc_net() -> None:

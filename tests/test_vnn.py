@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from conftest import perturbed_vnn
 from creditlab.models import MODELS, apply_constraints, build_model
 from creditlab.models.vnn import (
     AReluNet,
@@ -29,25 +30,12 @@ TINY_LAYOUTS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_net(kind: str, nonnegative: bool, seed: int = 0, classes: int = 5) -> VectorizedNet:
     """A small double-precision VNN on 2x8x8 inputs with perturbed (nonzero) biases, projected."""
-    net = build_vectorized((2, 8, 8), classes, TINY_LAYOUTS[kind], nonnegative, seeded_generator(seed))
-    net = net.double()
-    gen = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    net.apply_constraints()
-    return net
+    return perturbed_vnn(TINY_LAYOUTS[kind], classes, nonnegative, seed, noise=0.1, noise_seed=seed + 100)
 
 
 def autograd_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
