@@ -446,7 +446,8 @@ def run_width(setting: SweepSetting, width: int, runs: int, generator: torch.Gen
     trained in batches of ``chunk_runs`` runs, by default as many as keep a batch's pre-activations
     (R * n * p numbers) within ``max_batch_activations``. Default: 640_000 on a CPU, where the step is
     memory-bound and a batch whose H stays in cache is faster per run than one batch of every run (1.3x
-    at p = 12800, n = 50); 400_000_000 on a GPU, i.e. the whole cell at once. dtype: float32 (the
+    at p = 12800, n = 50); 400_000_000 on a GPU, i.e. the whole cell at once; 10_000_000 for the linear
+    reduction, whose per-run state is O(n^2) and whose batch is bounded by its sampled weights. dtype: float32 (the
     authors') by default, float64 for the linear reduction. The safety cap is ``max_steps_factor`` times
     the step budget (None: no cap).
     """
@@ -460,7 +461,11 @@ def run_width(setting: SweepSetting, width: int, runs: int, generator: torch.Gen
     min_steps = step_budget(width, setting.base_steps, setting.budget_reference_width)
     cap = None if max_steps_factor is None else int(max_steps_factor * min_steps)
     if max_batch_activations is None:
-        max_batch_activations = 640_000 if torch.device(device).type == "cpu" else 400_000_000
+        on_cpu = torch.device(device).type == "cpu"
+        if setting.activation == "linear":     # O(n^2) state per run: only the sampled weights bound it
+            max_batch_activations = 10_000_000
+        else:
+            max_batch_activations = 640_000 if on_cpu else 400_000_000
     chunk = chunk_runs or max(1, min(total, max_batch_activations // (setting.n * width)))
     start = time.perf_counter()
     parts = []
