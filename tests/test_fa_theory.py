@@ -147,3 +147,24 @@ def test_stacked_mnist_nets_match_autograd_and_fa_with_readout_feedback() -> Non
     assert math.isclose(float(metrics["weight_alignment"][1]), 1.0, rel_tol=1e-5)
     assert math.isclose(float(metrics["vec_alignment"][1]), 1.0, rel_tol=1e-5)
     assert abs(float(metrics["weight_alignment"][0])) < 0.6
+
+
+def test_figure_cells_come_from_every_record_most_seeds_first(tmp_path) -> None:
+    from creditlab.experiments.fa_theory import recorded_cells
+    from creditlab.results import append_record, make_record
+
+    def cell(width: int, lam: float, n: int, mean: float) -> dict:
+        return {"width": width, "lambda": lam, "ours": {"mean": mean, "sd": 0.0, "n": n}}
+
+    path = tmp_path / "results.jsonl"
+    append_record(path, make_record("reproduce", "fa-theory-alignment", {"activation": "relu", "quick": False},
+                                    {"cells": [cell(200, 0.0, 8, 0.1), cell(400, 0.0, 4, 0.2)]}))
+    append_record(path, make_record("reproduce", "fa-theory-alignment", {"activation": "relu", "quick": False},
+                                    {"cells": [cell(200, 0.0, 2, 0.9), cell(12800, 0.0, 2, 0.01)]}))
+    append_record(path, make_record("reproduce", "fa-theory-alignment", {"activation": "tanh", "quick": False},
+                                    {"cells": [cell(800, 0.0, 50, 0.5)]}))
+    append_record(path, make_record("reproduce", "fa-theory-alignment", {"activation": "relu", "quick": True},
+                                    {"cells": [cell(800, 0.0, 2, 0.5)]}))
+    cells = recorded_cells(path, "relu")
+    assert [(c["width"], c["ours"]["n"], c["ours"]["mean"]) for c in cells] == [
+        (200, 8, 0.1), (400, 4, 0.2), (12800, 2, 0.01)]

@@ -32,7 +32,7 @@ from creditlab.analysis.fa_theory import (
     train_batched,
 )
 from creditlab.experiments import ExperimentContext, register_experiment
-from creditlab.results import append_record, make_record
+from creditlab.results import append_record, make_record, read_records
 
 # activation -> lambda -> width -> (mean, sd, runs) of cos(beta, b), from the authors' v6 CSVs.
 AUTHOR_ALIGNMENT: dict[str, dict[float, dict[int, tuple[float, float, int]]]] = {
@@ -161,8 +161,28 @@ def alignment_sweep(ctx: ExperimentContext, activation: str, widths: tuple[int, 
                          device=ctx.device)
     ctx.record(record)
     stem = f"alignment_{activation}" + ("_quick" if ctx.quick else "")
-    ctx.figure(_alignment_figure(activation, cells), stem)
+    ctx.figure(_alignment_figure(activation, recorded_cells(ctx.out_dir / "results.jsonl", activation, ctx.quick)
+                                 or cells), stem)
     return record
+
+
+def recorded_cells(path: Any, activation: str, quick: bool = False) -> list[dict[str, Any]]:
+    """Every (width, lambda) cell of ``activation`` in a results file's alignment records.
+
+    Cells are run one width at a time (the wide ones take hours), so the figure is drawn from all of
+    them; where a cell was run more than once, the run with the most seeds counts (then the latest).
+    """
+    best: dict[tuple[int, float], dict[str, Any]] = {}
+    for record in read_records(path):
+        config = record.get("config", {})
+        if (record.get("name") != "fa-theory-alignment" or config.get("activation") != activation
+                or bool(config.get("quick")) != quick):
+            continue
+        for cell in record.get("final", {}).get("cells", []):
+            key = (cell["width"], cell["lambda"])
+            if key not in best or cell["ours"]["n"] >= best[key]["ours"]["n"]:
+                best[key] = cell
+    return [best[key] for key in sorted(best)]
 
 
 def _alignment_figure(activation: str, cells: list[dict[str, Any]]) -> Any:
