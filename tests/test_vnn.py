@@ -210,3 +210,35 @@ def test_fused_first_block_equals_layer_by_layer() -> None:
             build_rule(rule_name, net).step(x, y)
             updates.append([p.grad.clone() for p in net.parameters() if p.requires_grad])
         assert all(torch.allclose(a, b) for a, b in zip(*updates, strict=True)), rule_name
+
+
+@pytest.mark.parametrize("kind", ["vnn-lc", "arelu-lc"])
+def test_locally_connected_forward_in_batch_chunks_equals_whole_batch(kind: str, monkeypatch) -> None:
+    """A batch too big for the LC memory budget runs in chunks: same outputs, same autograd gradients."""
+    from creditlab.models import vnn_layers
+
+    net = build_model(kind, (1, 28, 28), 10, seed=2).double()
+    x = torch.rand(7, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(7) % 10
+
+    def logits_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        net.zero_grad(set_to_none=True)
+        logits = net(x)
+        F.cross_entropy(logits, y).backward()
+        return logits.detach(), [p.grad.clone() for p in net.parameters()]
+
+    whole, whole_grads = logits_and_grads()
+    calls = []
+    original = vnn_layers._in_batch_chunks
+
+    def counting(forward, batch, per_example):  # noqa: ANN001, ANN202
+        calls.append(max(1, vnn_layers.LOCAL_FORWARD_ELEMENTS // per_example))
+        return original(forward, batch, per_example)
+
+    monkeypatch.setattr(vnn_layers, "_in_batch_chunks", counting)
+    monkeypatch.setattr(vnn_layers, "LOCAL_FORWARD_ELEMENTS", 1 << 17)  # one to a few examples a chunk
+    chunked, chunked_grads = logits_and_grads()
+    assert calls and min(calls) < len(x)  # at least one layer really split the batch
+    torch.testing.assert_close(chunked, whole)
+    for a, b in zip(chunked_grads, whole_grads, strict=True):
+        torch.testing.assert_close(a, b)

@@ -184,8 +184,9 @@ class VectorizedNet(nn.Module):
                 a = layer(a)
         return a[..., 0]
 
-    #: examples per chunk of the fused first conv -> gate -> pool block (about 16 MB of activations each
-    #: for the MNIST Conv-Vec net, so the block stays in cache instead of writing 250 MB per batch)
+    #: examples per chunk of the fused first conv -> gate -> pool block on a CPU (about 16 MB of
+    #: activations each for the MNIST Conv-Vec net, so the block stays in cache instead of writing 250 MB
+    #: per batch). On a GPU the block runs on the whole batch: chunks there only add kernel launches.
     first_block_chunk = 8
     #: False: always run layer by layer (every layer input then sits in the forward record)
     fuse_first_block = True
@@ -201,7 +202,8 @@ class VectorizedNet(nn.Module):
         conv, gate, pool = self.layers[0], self.layers[1], self.layers[2]
         masks, pooled = [], []
         gated_shape = None
-        for chunk in x.split(self.first_block_chunk):
+        chunk_size = self.first_block_chunk if x.device.type == "cpu" else len(x)
+        for chunk in x.split(chunk_size):
             h = conv(chunk)
             mask = self._gate_mask(1, gate, h, chunk)
             gated = gate.apply_mask(h, mask)
