@@ -436,6 +436,24 @@ class CellResult:
     wall_time_s: float
 
 
+def runs_per_batch(setting: SweepSetting, width: int, total: int, device: str | torch.device = "cpu",
+                   max_batch_activations: int | None = None) -> int:
+    """How many runs train as one batch: as many as keep its pre-activations (R * n * p numbers) within
+    ``max_batch_activations``, at most ``total``.
+
+    Default bound: 640_000 on a CPU, where the step is memory-bound and a batch whose H stays in cache
+    is faster per run than one batch of every run (1.3x at p = 12800, n = 50); 400_000_000 on a GPU,
+    i.e. a whole cell at once; 10_000_000 for the linear reduction, whose per-run state is O(n^2) and
+    whose batch is bounded only by its sampled weights.
+    """
+    if max_batch_activations is None:
+        if setting.activation == "linear":
+            max_batch_activations = 10_000_000
+        else:
+            max_batch_activations = 640_000 if torch.device(device).type == "cpu" else 400_000_000
+    return max(1, min(total, max_batch_activations // (setting.n * width)))
+
+
 def run_width(setting: SweepSetting, width: int, runs: int, generator: torch.Generator,
               device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
               max_steps_factor: float | None = 20.0, chunk_runs: int | None = None,
@@ -443,11 +461,7 @@ def run_width(setting: SweepSetting, width: int, runs: int, generator: torch.Gen
     """Train ``runs`` seeds for every lambda of ``setting`` at one width, all lambdas batched together.
 
     Each (lambda, run) draws its own data and network, as in the authors' loops. The L * runs stack is
-    trained in batches of ``chunk_runs`` runs, by default as many as keep a batch's pre-activations
-    (R * n * p numbers) within ``max_batch_activations``. Default: 640_000 on a CPU, where the step is
-    memory-bound and a batch whose H stays in cache is faster per run than one batch of every run (1.3x
-    at p = 12800, n = 50); 400_000_000 on a GPU, i.e. the whole cell at once; 10_000_000 for the linear
-    reduction, whose per-run state is O(n^2) and whose batch is bounded by its sampled weights. dtype: float32 (the
+    trained in batches of ``chunk_runs`` runs, by default :func:`runs_per_batch`. dtype: float32 (the
     authors') by default, float64 for the linear reduction. The safety cap is ``max_steps_factor`` times
     the step budget (None: no cap).
     """
@@ -460,13 +474,7 @@ def run_width(setting: SweepSetting, width: int, runs: int, generator: torch.Gen
     lam = torch.tensor(lambdas, dtype=dtype).repeat_interleave(runs).to(device)   # lambda-major order
     min_steps = step_budget(width, setting.base_steps, setting.budget_reference_width)
     cap = None if max_steps_factor is None else int(max_steps_factor * min_steps)
-    if max_batch_activations is None:
-        on_cpu = torch.device(device).type == "cpu"
-        if setting.activation == "linear":     # O(n^2) state per run: only the sampled weights bound it
-            max_batch_activations = 10_000_000
-        else:
-            max_batch_activations = 640_000 if on_cpu else 400_000_000
-    chunk = chunk_runs or max(1, min(total, max_batch_activations // (setting.n * width)))
+    chunk = chunk_runs or runs_per_batch(setting, width, total, device, max_batch_activations)
     start = time.perf_counter()
     parts = []
     for lo in range(0, total, chunk):
@@ -593,6 +601,6 @@ def stacked_accuracy(nets: StackedTwoLayerNets, x: torch.Tensor, labels: torch.T
 
 __all__ = ["ACTIVATIONS", "AUTHOR_SETTINGS", "CellResult", "FAProblems", "FATrainResult", "SweepSetting",
            "activation_pair", "cosine_alignment", "derivative_from_output", "fa_directions", "run_width",
-           "sample_problems",
+           "runs_per_batch", "sample_problems",
            "StackedTwoLayerNets", "init_stacked_nets", "stacked_accuracy", "stacked_sgd_step",
            "step_budget", "summarize", "train_batched", "train_reference"]

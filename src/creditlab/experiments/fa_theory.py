@@ -22,9 +22,11 @@ import torch
 
 from creditlab.analysis.fa_theory import (
     AUTHOR_SETTINGS,
+    FAProblems,
     SweepSetting,
     init_stacked_nets,
     run_width,
+    runs_per_batch,
     sample_problems,
     stacked_accuracy,
     stacked_sgd_step,
@@ -219,13 +221,22 @@ def loss_curves(ctx: ExperimentContext, activation: str, width: int, runs: int, 
     setting = AUTHOR_SETTINGS[activation]
     lambdas = tuple(float(v) for v in setting.lambdas)
     gen = _generator(ctx.seed, width, 7 + len(activation))
-    problems = sample_problems(len(lambdas) * runs, setting.n, setting.d, width, activation, setting.data,
-                               gen)
+    total = len(lambdas) * runs
     lam = torch.tensor(lambdas).repeat_interleave(runs)
+    chunk = runs_per_batch(setting, width, total, ctx.device)
     start = time.perf_counter()
-    result = train_batched(problems, lam, activation, setting.step_size, steps, use_plateau=False,
-                           record_loss=True)
-    history = result.loss_history.view(len(lambdas), runs, -1).double()
+    histories, alignments = [], []
+    for lo in range(0, total, chunk):
+        count = min(chunk, total - lo)
+        problems = sample_problems(count, setting.n, setting.d, width, activation, setting.data, gen)
+        problems = FAProblems(*(t.to(ctx.device) for t in (problems.x, problems.y, problems.w, problems.beta,
+                                                            problems.feedback)))
+        part = train_batched(problems, lam[lo:lo + count].to(ctx.device), activation, setting.step_size, steps,
+                             use_plateau=False, record_loss=True)
+        histories.append(part.loss_history)
+        alignments.append(part.alignment)
+    history = torch.cat(histories).view(len(lambdas), runs, -1).double()
+    alignment = torch.cat(alignments)
     log_loss = history.clamp_min(1e-300).log10()
     checkpoints = sorted({0, steps // 10, steps // 4, steps // 2, steps - 1})
     per_lambda = []
@@ -240,7 +251,7 @@ def loss_curves(ctx: ExperimentContext, activation: str, width: int, runs: int, 
                            "sd_loss_at": {str(t): float(history[i, :, t].std()) if runs > 1 else 0.0
                                           for t in checkpoints},
                            "log10_loss_slope_second_half_per_1000_steps": 1000 * slope,
-                           "final_alignment": summarize(result.alignment.view(len(lambdas), runs)[i])})
+                           "final_alignment": summarize(alignment.view(len(lambdas), runs)[i])})
         print(f"[fa-theory-loss] {activation} lambda={lam_value:g}: loss {per_lambda[-1]['mean_loss_at']}",
               flush=True)
     config = {"activation": activation, "data": setting.data, "step_size": setting.step_size,
