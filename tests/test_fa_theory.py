@@ -168,3 +168,14 @@ def test_figure_cells_come_from_every_record_most_seeds_first(tmp_path) -> None:
     cells = recorded_cells(path, "relu")
     assert [(c["width"], c["ours"]["n"], c["ours"]["mean"]) for c in cells] == [
         (200, 8, 0.1), (400, 4, 0.2), (12800, 2, 0.01)]
+
+
+def test_run_batches_fit_cache_on_cpu_and_take_the_whole_cell_on_a_gpu() -> None:
+    from creditlab.analysis.fa_theory import AUTHOR_SETTINGS, runs_per_batch
+
+    relu, linear = AUTHOR_SETTINGS["relu"], AUTHOR_SETTINGS["linear"]
+    assert runs_per_batch(relu, 12800, 200, "cpu") == 1          # one run's H (50 x 12800) already fills L3
+    assert runs_per_batch(relu, 200, 200, "cpu") == 64           # 640_000 // (50 * 200)
+    assert runs_per_batch(relu, 12800, 200, "cuda") == 200       # a whole 50-run x 4-lambda cell at once
+    assert runs_per_batch(linear, 12800, 200, "cpu") == 15       # O(n^2) state: bounded by sampled weights
+    assert runs_per_batch(relu, 200, 3, "cpu") == 3              # never more than the cell has
