@@ -210,3 +210,20 @@ def test_time_budgeted_row_continues_after_interruption(mnist_small, tmp_path) -
     unbroken = run_row(ExperimentContext(out_dir=tmp_path / "unbroken"), "gevb-mnist", "mnist", data, row, 0, 3)
     assert resumed["final"]["epochs"] == 3 and len(resumed["epochs"]) == 3
     assert resumed["final"]["test_error_pct"] == unbroken["final"]["test_error_pct"]
+
+
+def test_table_keeps_the_newest_record_of_each_run() -> None:
+    """A continued time-budgeted run writes a record per invocation; the table reads only the newest."""
+    from creditlab.experiments.gevb import table_markdown
+
+    def rec(seed: int, test: float, epochs: int, device: str = "cpu:x86_64x1threads") -> dict:
+        return {"device": device, "config": {"model": "vnn-fc", "label": "gevb+", "seed": seed,
+                                             "train_limit": None, "test_limit": None},
+                "final": {"test_error_pct": test, "train_error_pct": 0.0, "epochs": epochs,
+                          "authors_test_error_pct": 1.87, "authors_train_error_pct": 0.06}}
+
+    table = table_markdown("mnist", [rec(0, 9.0, 3), rec(1, 3.0, 5), rec(0, 2.0, 10),
+                                     rec(0, 1.5, 100, device="cuda:NVIDIA H100")])
+    rows = [line for line in table.splitlines() if line.startswith("| vnn-fc")]
+    assert rows == ["| vnn-fc:gevb+ | cpu | all | 2.50 (0.00) | 2 | 5,10 | 1.87 (0.06) |",
+                    "| vnn-fc:gevb+ | cuda | all | 1.50 (0.00) | 1 | 100 | 1.87 (0.06) |"]

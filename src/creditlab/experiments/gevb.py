@@ -188,23 +188,55 @@ def run_row(ctx: ExperimentContext, experiment: str, dataset_name: str, data: Da
     return record
 
 
-def table_markdown(dataset_name: str, records: list[dict[str, Any]]) -> str:
-    """Seed means of our test (train) error beside the authors', one line per row."""
-    lines = [f"| {dataset_name} row | ours: test err % (train) | seeds | epochs "
-             "| authors: test err % (train) |",
-             "|---|---|---|---|---|"]
-    by_row: dict[str, list[dict[str, Any]]] = {}
+def latest_per_run(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (row, seed, data limits, device type): the last one written.
+
+    A time-budgeted run that is continued writes a record at every invocation; only its newest one
+    describes the run. Runs on different devices or data limits stay separate rows of the table.
+    """
+    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
     for rec in records:
-        by_row.setdefault(f"{rec['config']['model']}:{rec['config']['label']}", []).append(rec)
-    for name, recs in by_row.items():
+        config = rec["config"]
+        key = (config["model"], config["label"], config.get("seed"), config.get("train_limit"),
+               config.get("test_limit"), str(rec.get("device", "")).split(":")[0])
+        latest.pop(key, None)
+        latest[key] = rec  # re-inserted: the table keeps the order in which runs last reported
+    return list(latest.values())
+
+
+def table_markdown(dataset_name: str, records: list[dict[str, Any]]) -> str:
+    """Seed means of our test (train) error beside the authors', one line per row, device and data limit
+    (the newest record of every run; see :func:`latest_per_run`)."""
+    lines = [f"| {dataset_name} row | device | train examples | ours: test err % (train) | seeds | epochs "
+             "| authors: test err % (train) |",
+             "|---|---|---|---|---|---|---|"]
+    by_row: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for rec in latest_per_run(records):
+        config = rec["config"]
+        device = str(rec.get("device", "")).split(":")[0]
+        limit = str(config.get("train_limit") or "all")
+        by_row.setdefault((f"{config['model']}:{config['label']}", device, limit), []).append(rec)
+    for (name, device, limit), recs in sorted(by_row.items()):
         test = statistics.mean(r["final"]["test_error_pct"] for r in recs)
         train = statistics.mean(r["final"]["train_error_pct"] for r in recs)
         epochs = ",".join(str(r["final"]["epochs"]) for r in recs)
         first = recs[0]["final"]
         a_test, a_train = first["authors_test_error_pct"], first["authors_train_error_pct"]
         authors = f"{a_test} ({a_train})" if a_test is not None else "-"
-        lines.append(f"| {name} | {test:.2f} ({train:.2f}) | {len(recs)} | {epochs} | {authors} |")
+        lines.append(f"| {name} | {device} | {limit} | {test:.2f} ({train:.2f}) | {len(recs)} | {epochs} "
+                     f"| {authors} |")
     return "\n".join(lines) + "\n"
+
+
+def write_table(ctx: ExperimentContext, experiment: str, dataset_name: str) -> Path | None:
+    """Rewrite ``<out_dir>/<experiment>-table.md`` from every record of the experiment in the results file."""
+    stored = [r for r in read_records(ctx.out_dir / "results.jsonl")
+              if r.get("kind") == "reproduce" and r.get("name", "").startswith(f"{experiment}/")]
+    if not stored:
+        return None
+    path = ctx.out_dir / f"{experiment}-table.md"
+    path.write_text(table_markdown(dataset_name, stored))
+    return path
 
 
 def run_table(ctx: ExperimentContext, experiment: str, dataset_name: str, rows: list[Row], seeds: list[int],
@@ -226,9 +258,7 @@ def run_table(ctx: ExperimentContext, experiment: str, dataset_name: str, rows: 
                   f"(authors {f['authors_test_error_pct']})", flush=True)
             records.append(rec)
     if records:  # the table covers every record of this experiment in the results file
-        stored = [r for r in read_records(ctx.out_dir / "results.jsonl")
-                  if r.get("kind") == "reproduce" and r.get("name", "").startswith(f"{experiment}/")]
-        (ctx.out_dir / f"{experiment}-table.md").write_text(table_markdown(dataset_name, stored))
+        write_table(ctx, experiment, dataset_name)
     return records
 
 
