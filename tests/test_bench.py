@@ -271,3 +271,24 @@ def test_readme_section_rewritten_between_markers(tmp_path: Path) -> None:
 def test_flatten_scalars() -> None:
     flat = flatten_scalars({"a": 1, "b": {"c": 2.5, "d": [1, 2]}, "e": [{"f": 3}], "g": list(range(50))})
     assert flat == {"a": 1, "b.c": 2.5, "b.d": "1, 2", "e[0].f": 3}
+
+
+def _append_many(path: str, writer: int) -> None:
+    for i in range(40):
+        append_record(path, {"writer": writer, "i": i, "payload": "x" * 200_000})
+
+
+def test_concurrent_writers_never_interleave_record_lines(tmp_path: Path) -> None:
+    import multiprocessing
+
+    path = str(tmp_path / "results.jsonl")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_many, args=(path, w)) for w in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    lines = Path(path).read_text().splitlines()
+    assert len(lines) == 120
+    assert sorted((r["writer"], r["i"]) for r in map(json.loads, lines)) == [(w, i) for w in range(3)
+                                                                             for i in range(40)]

@@ -227,3 +227,22 @@ def test_table_keeps_the_newest_record_of_each_run() -> None:
     rows = [line for line in table.splitlines() if line.startswith("| vnn-fc")]
     assert rows == ["| vnn-fc:gevb+ | cpu | all | 2.50 (0.00) | 2 | 5,10 | 1.87 (0.06) |",
                     "| vnn-fc:gevb+ | cuda | all | 1.50 (0.00) | 1 | 100 | 1.87 (0.06) |"]
+
+
+def test_parallel_rows_each_run_in_their_own_process_and_share_one_table(tmp_path, data_root) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "gevb"
+    cmd = [sys.executable, "-m", "creditlab.experiments.gevb", "--dataset", "mnist", "--rows",
+           "vnn-fc:gevb+,arelu-fc:dfa+", "--seeds", "0", "--epochs", "1", "--train-limit", "128",
+           "--test-limit", "200", "--threads", "1", "--parallel", "2", "--out", str(out),
+           "--data-dir", str(data_root)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from creditlab.results import read_records
+
+    names = sorted(r["name"] for r in read_records(out / "results.jsonl"))
+    assert names == ["gevb-mnist/arelu-fc:dfa+", "gevb-mnist/vnn-fc:gevb+"]
+    table = (out / "gevb-mnist-table.md").read_text()
+    assert "| arelu-fc:dfa+ | cpu | 128 |" in table and "| vnn-fc:gevb+ | cpu | 128 |" in table

@@ -89,14 +89,28 @@ def make_record(kind: str, name: str, config: dict[str, Any], final: dict[str, A
 
 
 def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append one record as a JSON line (flushed and synced, so an interrupted run keeps it)."""
+    """Append one record as a JSON line (flushed and synced, so an interrupted run keeps it).
+
+    The file is locked while the line is written, so concurrent runs (e.g. ``--parallel`` table rows)
+    can share one results file without interleaving their lines.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, default=_json_default, allow_nan=True)
     with open(path, "a", encoding="utf-8") as handle:
+        _lock(handle)
         handle.write(line + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _lock(handle: Any) -> None:
+    """Exclusive advisory lock on an open file until it is closed (no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: appends of one line are still made by one write call
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
 
 
 def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:

@@ -20,6 +20,12 @@ Subsets of a table run from the command line, e.g.::
 
     python -m creditlab.experiments.gevb --dataset mnist --rows vnn-fc:gevb+,vnn-fc:bp+ --seeds 0,1 \
         --epochs 10 --out results/gevb
+
+and a whole table on a GPU, 12 runs at a time, each stopping after the epoch that passes 20 minutes
+(started again, every run continues from its checkpoint)::
+
+    python -m creditlab.experiments.gevb --dataset cifar10 --rows all --seeds 0,1,2,3,4 --device cuda \
+        --parallel 12 --time-budget 1200
 """
 
 from __future__ import annotations
@@ -371,13 +377,51 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--time-budget", type=float, default=None,
                         help="seconds per (row, seed): stop after the epoch that exceeds it")
+    parser.add_argument("--test-limit", type=int, default=None)
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="train this many (row, seed) runs at once, each in its own process "
+                             "(e.g. to fill a GPU; start MPS first so they share it well)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = all_rows() if args.rows == "all" else parse_rows(args.rows)
+    seeds = [int(s) for s in args.seeds.split(",")]
     ctx = ExperimentContext(quick=False, device=args.device, out_dir=Path(args.out), data_dir=args.data_dir)
-    run_table(ctx, f"gevb-{args.dataset}", args.dataset, rows, [int(s) for s in args.seeds.split(",")],
-              args.epochs, train_limit=args.train_limit, time_budget_s=args.time_budget)
+    experiment = f"gevb-{args.dataset}"
+    if args.parallel > 1:
+        run_in_processes(args, rows, seeds, args.parallel)
+        write_table(ctx, experiment, args.dataset)
+        return
+    run_table(ctx, experiment, args.dataset, rows, seeds, args.epochs, train_limit=args.train_limit,
+              test_limit=args.test_limit, time_budget_s=args.time_budget)
+
+
+def run_in_processes(args: argparse.Namespace, rows: list[Row], seeds: list[int], processes: int) -> None:
+    """Run every (row, seed) as its own ``python -m creditlab.experiments.gevb`` process, ``processes``
+    at a time; each writes its record (and checkpoints) into the shared output folder."""
+    import subprocess
+    import sys
+
+    shared = ["--dataset", args.dataset, "--epochs", str(args.epochs), "--out", args.out, "--device", args.device]
+    for flag, value in (("--data-dir", args.data_dir), ("--threads", args.threads),
+                        ("--time-budget", args.time_budget), ("--train-limit", args.train_limit),
+                        ("--test-limit", args.test_limit)):
+        if value is not None:
+            shared += [flag, str(value)]
+    jobs = [[sys.executable, "-m", "creditlab.experiments.gevb", "--rows", row.name, "--seeds", str(seed), *shared]
+            for row in rows if row.rule in RULES for seed in seeds]
+    running: list[subprocess.Popen] = []
+    failed = []
+    while jobs or running:
+        while jobs and len(running) < processes:
+            running.append(subprocess.Popen(jobs.pop(0)))
+        time.sleep(0.2)
+        for proc in [p for p in running if p.poll() is not None]:
+            running.remove(proc)
+            if proc.returncode:
+                failed.append(" ".join(str(a) for a in proc.args[3:7]))
+    if failed:
+        raise SystemExit(f"{len(failed)} run(s) failed: " + "; ".join(failed))
 
 
 if __name__ == "__main__":
