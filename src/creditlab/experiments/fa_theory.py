@@ -293,7 +293,8 @@ def _loss_figure(activation: str, lambdas: tuple[float, ...], history: torch.Ten
 @register_experiment("fa-theory-alignment", "Song, Xu & Lafferty 2021: cos(beta, b) vs width, per lambda")
 def run_alignment(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Full: ReLU, linear and tanh panels, p = 200..12800, 50 runs per (p, lambda) (the authors' protocol;
-    on 2 shared CPU cores the ReLU and tanh panels take many hours, the linear one ~half an hour).
+    on one CPU core the linear panel took 36 minutes, while the ReLU panel is about 12 core-hours and
+    tanh more: a GPU job, ``--device cuda``).
     Quick: ReLU, p in {200, 400}, 2 runs, a 500-step base budget (smoke check only)."""
     if ctx.quick:
         return [alignment_sweep(ctx, "relu", (200, 400), 2, base_steps=500)]
