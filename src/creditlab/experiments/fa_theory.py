@@ -242,15 +242,20 @@ def loss_curves(ctx: ExperimentContext, activation: str, width: int, runs: int, 
     per_lambda = []
     for i, lam_value in enumerate(lambdas):
         mean_log = log_loss[i].mean(0)
-        # slope of log10 loss over the second half: a straight line = exponential decay
-        half = torch.arange(steps // 2, steps, dtype=torch.float64)
-        slope = float(torch.linalg.lstsq(torch.stack([half, torch.ones_like(half)], 1),
-                                         mean_log[steps // 2:].unsqueeze(1)).solution[0])
+
+        def slope_per_1000(lo: int, hi: int, mean_log: torch.Tensor = mean_log) -> float:
+            """Least-squares slope of the mean log10 loss over steps [lo, hi), per 1000 steps."""
+            span = torch.arange(lo, hi, dtype=torch.float64)
+            fit = torch.linalg.lstsq(torch.stack([span, torch.ones_like(span)], 1), mean_log[lo:hi].unsqueeze(1))
+            return 1000 * float(fit.solution[0])
+        # a straight line on log loss = exponential decay; the first tenth is the fast phase (for lambda
+        # = 0 the second half sits near float32 resolution), the second half the late phase
         per_lambda.append({"lambda": lam_value,
                            "mean_loss_at": {str(t): float(history[i, :, t].mean()) for t in checkpoints},
                            "sd_loss_at": {str(t): float(history[i, :, t].std()) if runs > 1 else 0.0
                                           for t in checkpoints},
-                           "log10_loss_slope_second_half_per_1000_steps": 1000 * slope,
+                           "log10_loss_slope_first_tenth_per_1000_steps": slope_per_1000(0, max(2, steps // 10)),
+                           "log10_loss_slope_second_half_per_1000_steps": slope_per_1000(steps // 2, steps),
                            "final_alignment": summarize(alignment.view(len(lambdas), runs)[i])})
         print(f"[fa-theory-loss] {activation} lambda={lam_value:g}: loss {per_lambda[-1]['mean_loss_at']}",
               flush=True)
