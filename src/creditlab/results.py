@@ -113,6 +113,11 @@ def _lock(handle: Any) -> None:
     fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
 
 
+def device_type(device: str) -> str:
+    """``cuda`` for a record made on a GPU, else ``cpu`` (records store e.g. ``cuda:NVIDIA H100``)."""
+    return "cuda" if str(device).startswith("cuda") else "cpu"
+
+
 def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     """All records in one or more JSON-lines files or directories (``*.jsonl`` inside); bad lines skipped."""
     if isinstance(paths, str | os.PathLike):

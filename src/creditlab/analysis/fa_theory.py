@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -454,6 +455,26 @@ def runs_per_batch(setting: SweepSetting, width: int, total: int, device: str | 
     return max(1, min(total, max_batch_activations // (setting.n * width)))
 
 
+def train_in_batches(setting: SweepSetting, width: int, weight_decay: torch.Tensor, generator: torch.Generator,
+                     chunk: int, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                     **train_options: Any) -> list[FATrainResult]:
+    """Train one run per entry of ``weight_decay`` (its lambda), ``chunk`` runs per batch.
+
+    Each batch draws its own problems from ``generator`` (in float64, then cast to ``dtype`` on
+    ``device``); ``train_options`` go to :func:`train_batched`. Returns the batches' results in order.
+    """
+    parts = []
+    for lo in range(0, len(weight_decay), chunk):
+        lam = weight_decay[lo:lo + chunk]
+        problems = sample_problems(len(lam), setting.n, setting.d, width, setting.activation, setting.data,
+                                   generator, dtype=torch.float64)
+        problems = FAProblems(*(t.to(device=device, dtype=dtype) for t in (
+            problems.x, problems.y, problems.w, problems.beta, problems.feedback)))
+        parts.append(train_batched(problems, lam.to(device=device, dtype=dtype), setting.activation,
+                                   setting.step_size, **train_options))
+    return parts
+
+
 def run_width(setting: SweepSetting, width: int, runs: int, generator: torch.Generator,
               device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
               max_steps_factor: float | None = 20.0, chunk_runs: int | None = None,
@@ -476,15 +497,8 @@ def run_width(setting: SweepSetting, width: int, runs: int, generator: torch.Gen
     cap = None if max_steps_factor is None else int(max_steps_factor * min_steps)
     chunk = chunk_runs or runs_per_batch(setting, width, total, device, max_batch_activations)
     start = time.perf_counter()
-    parts = []
-    for lo in range(0, total, chunk):
-        idx = slice(lo, min(total, lo + chunk))
-        problems = sample_problems(idx.stop - idx.start, setting.n, setting.d, width, setting.activation,
-                                   setting.data, generator, dtype=torch.float64)
-        problems = FAProblems(*(t.to(device=device, dtype=dtype) for t in (
-            problems.x, problems.y, problems.w, problems.beta, problems.feedback)))
-        parts.append(train_batched(problems, lam[idx], setting.activation, setting.step_size,
-                                   min_steps, setting.check_every, setting.plateau_tol, max_steps=cap))
+    parts = train_in_batches(setting, width, lam, generator, chunk, device, dtype, min_steps=min_steps,
+                             check_every=setting.check_every, plateau_tol=setting.plateau_tol, max_steps=cap)
     wall = time.perf_counter() - start
 
     def gather(name: str) -> torch.Tensor:
@@ -603,4 +617,4 @@ __all__ = ["ACTIVATIONS", "AUTHOR_SETTINGS", "CellResult", "FAProblems", "FATrai
            "activation_pair", "cosine_alignment", "derivative_from_output", "fa_directions", "run_width",
            "runs_per_batch", "sample_problems",
            "StackedTwoLayerNets", "init_stacked_nets", "stacked_accuracy", "stacked_sgd_step",
-           "step_budget", "summarize", "train_batched", "train_reference"]
+           "step_budget", "summarize", "train_batched", "train_in_batches", "train_reference"]

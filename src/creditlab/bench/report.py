@@ -22,7 +22,7 @@ from typing import Any
 
 from creditlab.bench.paper_numbers import PaperNumber, paper_accuracy, paper_step_time_ratio
 from creditlab.errors import CreditlabError
-from creditlab.results import read_records
+from creditlab.results import device_type, read_records
 
 FORMATS = ("md", "html")
 README_BEGIN = "<!-- results:begin -->"
@@ -154,11 +154,6 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 def _config_identity(record: dict[str, Any]) -> Any:
     return record.get("config_key") or id(record)
-
-
-def device_type(device: str) -> str:
-    """``cuda`` for a record made on a GPU, else ``cpu`` (records store e.g. ``cuda:NVIDIA H100``)."""
-    return "cuda" if str(device).startswith("cuda") else "cpu"
 
 
 def _provenance(record: dict[str, Any]) -> tuple[str, str]:

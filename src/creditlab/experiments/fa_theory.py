@@ -22,16 +22,14 @@ import torch
 
 from creditlab.analysis.fa_theory import (
     AUTHOR_SETTINGS,
-    FAProblems,
     SweepSetting,
     init_stacked_nets,
     run_width,
     runs_per_batch,
-    sample_problems,
     stacked_accuracy,
     stacked_sgd_step,
     summarize,
-    train_batched,
+    train_in_batches,
 )
 from creditlab.experiments import ExperimentContext, register_experiment
 from creditlab.results import append_record, make_record, read_records
@@ -225,37 +223,25 @@ def loss_curves(ctx: ExperimentContext, activation: str, width: int, runs: int, 
     lam = torch.tensor(lambdas).repeat_interleave(runs)
     chunk = runs_per_batch(setting, width, total, ctx.device)
     start = time.perf_counter()
-    histories, alignments = [], []
-    for lo in range(0, total, chunk):
-        count = min(chunk, total - lo)
-        problems = sample_problems(count, setting.n, setting.d, width, activation, setting.data, gen)
-        problems = FAProblems(*(t.to(ctx.device) for t in (problems.x, problems.y, problems.w, problems.beta,
-                                                            problems.feedback)))
-        part = train_batched(problems, lam[lo:lo + count].to(ctx.device), activation, setting.step_size, steps,
-                             use_plateau=False, record_loss=True)
-        histories.append(part.loss_history)
-        alignments.append(part.alignment)
-    history = torch.cat(histories).view(len(lambdas), runs, -1).double()
-    alignment = torch.cat(alignments)
+    parts = train_in_batches(setting, width, lam, gen, chunk, ctx.device, min_steps=steps, use_plateau=False,
+                             record_loss=True)
+    history = torch.cat([part.loss_history for part in parts]).view(len(lambdas), runs, -1).double()
+    alignment = torch.cat([part.alignment for part in parts])
     log_loss = history.clamp_min(1e-300).log10()
     checkpoints = sorted({0, steps // 10, steps // 4, steps // 2, steps - 1})
     per_lambda = []
     for i, lam_value in enumerate(lambdas):
         mean_log = log_loss[i].mean(0)
-
-        def slope_per_1000(lo: int, hi: int, mean_log: torch.Tensor = mean_log) -> float:
-            """Least-squares slope of the mean log10 loss over steps [lo, hi), per 1000 steps."""
-            span = torch.arange(lo, hi, dtype=torch.float64)
-            fit = torch.linalg.lstsq(torch.stack([span, torch.ones_like(span)], 1), mean_log[lo:hi].unsqueeze(1))
-            return 1000 * float(fit.solution[0])
         # a straight line on log loss = exponential decay; the first tenth is the fast phase (for lambda
         # = 0 the second half sits near float32 resolution), the second half the late phase
         per_lambda.append({"lambda": lam_value,
                            "mean_loss_at": {str(t): float(history[i, :, t].mean()) for t in checkpoints},
                            "sd_loss_at": {str(t): float(history[i, :, t].std()) if runs > 1 else 0.0
                                           for t in checkpoints},
-                           "log10_loss_slope_first_tenth_per_1000_steps": slope_per_1000(0, max(2, steps // 10)),
-                           "log10_loss_slope_second_half_per_1000_steps": slope_per_1000(steps // 2, steps),
+                           "log10_loss_slope_first_tenth_per_1000_steps":
+                               _slope_per_1000_steps(mean_log, 0, max(2, steps // 10)),
+                           "log10_loss_slope_second_half_per_1000_steps":
+                               _slope_per_1000_steps(mean_log, steps // 2, steps),
                            "final_alignment": summarize(alignment.view(len(lambdas), runs)[i])})
         print(f"[fa-theory-loss] {activation} lambda={lam_value:g}: loss {per_lambda[-1]['mean_loss_at']}",
               flush=True)
@@ -271,6 +257,13 @@ def loss_curves(ctx: ExperimentContext, activation: str, width: int, runs: int, 
     ctx.figure(_loss_figure(activation, lambdas, history, width), f"loss_{activation}"
                + ("_quick" if ctx.quick else ""))
     return record
+
+
+def _slope_per_1000_steps(values: torch.Tensor, lo: int, hi: int) -> float:
+    """Least-squares slope of ``values`` (one per step) over steps [lo, hi), per 1000 steps."""
+    span = torch.arange(lo, hi, dtype=torch.float64)
+    fit = torch.linalg.lstsq(torch.stack([span, torch.ones_like(span)], 1), values[lo:hi].unsqueeze(1))
+    return 1000 * float(fit.solution[0])
 
 
 def _loss_figure(activation: str, lambdas: tuple[float, ...], history: torch.Tensor, width: int) -> Any:

@@ -44,7 +44,7 @@ from creditlab.data import Dataset, load_dataset
 from creditlab.experiments import ExperimentContext, register_experiment
 from creditlab.models import build_model
 from creditlab.models.vnn import VectorizedNet, credit_alignment_angles
-from creditlab.results import make_record, read_records
+from creditlab.results import device_type, make_record, read_records
 from creditlab.rules import RULES, Rule, build_rule
 
 #: authors' test error % (train error %) from notebooks/table.ipynb, gevb_fa.md §1.6;
@@ -204,7 +204,7 @@ def latest_per_run(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for rec in records:
         config = rec["config"]
         key = (config["model"], config["label"], config.get("seed"), config.get("train_limit"),
-               config.get("test_limit"), str(rec.get("device", "")).split(":")[0])
+               config.get("test_limit"), device_type(rec.get("device", "")))
         latest.pop(key, None)
         latest[key] = rec  # re-inserted: the table keeps the order in which runs last reported
     return list(latest.values())
@@ -219,9 +219,9 @@ def table_markdown(dataset_name: str, records: list[dict[str, Any]]) -> str:
     by_row: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for rec in latest_per_run(records):
         config = rec["config"]
-        device = str(rec.get("device", "")).split(":")[0]
         limit = str(config.get("train_limit") or "all")
-        by_row.setdefault((f"{config['model']}:{config['label']}", device, limit), []).append(rec)
+        by_row.setdefault((f"{config['model']}:{config['label']}", device_type(rec.get("device", "")), limit),
+                          []).append(rec)
     for (name, device, limit), recs in sorted(by_row.items()):
         test = statistics.mean(r["final"]["test_error_pct"] for r in recs)
         train = statistics.mean(r["final"]["train_error_pct"] for r in recs)
@@ -408,18 +408,20 @@ def run_in_processes(args: argparse.Namespace, rows: list[Row], seeds: list[int]
                         ("--test-limit", args.test_limit)):
         if value is not None:
             shared += [flag, str(value)]
-    jobs = [[sys.executable, "-m", "creditlab.experiments.gevb", "--rows", row.name, "--seeds", str(seed), *shared]
+    jobs = [(f"{row.name} seed {seed}",
+             [sys.executable, "-m", "creditlab.experiments.gevb", "--rows", row.name, "--seeds", str(seed), *shared])
             for row in rows if row.rule in RULES for seed in seeds]
-    running: list[subprocess.Popen] = []
+    running: dict[subprocess.Popen, str] = {}
     failed = []
     while jobs or running:
         while jobs and len(running) < processes:
-            running.append(subprocess.Popen(jobs.pop(0)))
+            name, command = jobs.pop(0)
+            running[subprocess.Popen(command)] = name
         time.sleep(0.2)
         for proc in [p for p in running if p.poll() is not None]:
-            running.remove(proc)
+            name = running.pop(proc)
             if proc.returncode:
-                failed.append(" ".join(str(a) for a in proc.args[3:7]))
+                failed.append(name)
     if failed:
         raise SystemExit(f"{len(failed)} run(s) failed: " + "; ".join(failed))
 
