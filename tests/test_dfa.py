@@ -61,6 +61,54 @@ def test_dfa_conv_block_gets_projection_reshaped_to_block_output() -> None:
     torch.testing.assert_close(readout.weight.grad, error.T @ block2.detach())
 
 
+def test_dfa_signal_enters_at_marked_feedback_sites_before_pooling() -> None:
+    """aReLU marks a feedback site: B e enters at its output (full resolution), as in the GEVB authors' DFA."""
+    from creditlab.models.vnn_layers import AlternatingReLU
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), AlternatingReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                          nn.Linear(3 * 4 * 4, 5), AlternatingReLU(), nn.Linear(5, 4)).double()
+    x = torch.randn(4, 2, 8, 8, dtype=torch.float64)
+    y = torch.tensor([0, 3, 2, 1])
+    rule = build_rule("dfa", model, input_shape=(2, 8, 8))
+    assert rule.block_shapes == [(3, 8, 8), (5,)]  # the aReLU outputs, before pooling
+    rule.step(x, y)
+    conv, hidden, readout = model[0], model[4], model[6]
+    site1 = model[1](conv(x))
+    site2 = model[5](hidden(model[3](model[2](site1)).detach()))
+    error = (torch.softmax(readout(site2).detach(), 1) - F.one_hot(y, 4)) / len(y)
+    feedback = rule.feedback_blocks()
+    signal1 = (error @ feedback["0"]).reshape(site1.shape)
+    expected_conv = torch.autograd.grad((site1 * signal1).sum(), [conv.weight, conv.bias])
+    expected_hidden = torch.autograd.grad((site2 * (error @ feedback["4"])).sum(), [hidden.weight])
+    torch.testing.assert_close(conv.weight.grad, expected_conv[0])
+    torch.testing.assert_close(conv.bias.grad, expected_conv[1])
+    torch.testing.assert_close(hidden.weight.grad, expected_hidden[0])
+    torch.testing.assert_close(readout.weight.grad, error.T @ site2.detach())
+    unmarked = nn.Sequential(nn.Linear(4, 4), AlternatingReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(IncompatibleModelError, match="exactly one inside every hidden block"):
+        build_rule("dfa", unmarked, input_shape=(4,))
+
+
+def test_dfa_signal_angles_against_hand_computation() -> None:
+    """One hidden layer: the exact gradient at h is e W2 and the DFA signal e B; the metric is the mean
+    per-example angle between them, 0 when B = W2, and it leaves .grad alone."""
+    from creditlab.analysis.alignment import angle_degrees
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    x, y = torch.randn(7, 6, dtype=torch.float64), torch.randint(0, 3, (7,))
+    rule = build_rule("dfa", model, input_shape=(6,))
+    hidden = torch.tanh(model[0](x))
+    error = torch.softmax(model[2](hidden), 1) - F.one_hot(y, 3)
+    feedback = rule.feedback_blocks()["0"]
+    expected = sum(angle_degrees(e @ model[2].weight.detach(), e @ feedback) for e in error) / len(error)
+    assert rule.signal_angles(x, y) == pytest.approx([expected], abs=1e-6)
+    assert all(p.grad is None for p in model.parameters())
+    feedback.copy_(model[2].weight.detach())  # B = W2: DFA's signal is the exact gradient
+    assert rule.signal_angles(x, y) == pytest.approx([0.0], abs=1e-4)
+
+
 def test_dfa_sends_no_error_through_the_chain() -> None:
     """Changing a hidden layer's feedback leaves the other hidden layers' updates unchanged."""
     torch.manual_seed(0)

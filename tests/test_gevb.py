@@ -229,6 +229,20 @@ def test_table_keeps_the_newest_record_of_each_run() -> None:
                     "| vnn-fc:gevb+ | cuda | all | 1.50 (0.00) | 1 | 100 | 1.87 (0.06) |"]
 
 
+def test_angle_table_puts_seed_means_per_layer_beside_the_authors() -> None:
+    from creditlab.experiments.gevb import angle_table_markdown
+
+    def rec(seed: int, init: list[float], final: list[float]) -> dict:
+        return {"device": "cuda:NVIDIA H100", "config": {"model": "vnn-fc", "label": "gevb+", "seed": seed,
+                                                        "train_limit": None, "test_limit": None},
+                "final": {"epochs": 100, "credit_angles_init": init, "credit_angles_final": final}}
+
+    table = angle_table_markdown("mnist", [rec(0, [9.0, 55.0], [40.0, 57.0]), rec(1, [9.4, 55.4], [42.0, 58.0])])
+    lines = table.splitlines()
+    assert "| vnn-fc:gevb+ | cuda | 2 | 100,100 | 9.2, 55.2 | 41.0, 57.5 | 9.2, 55.7 | 41.3, 57.7 |" in lines
+    assert "| arelu-fc:dfa | - | 0 | - | no record | no record | 90.1, 89.5 | 64.8, 67.0 |" in lines
+
+
 def test_parallel_rows_each_run_in_their_own_process_and_share_one_table(tmp_path, data_root) -> None:
     import subprocess
     import sys
@@ -246,3 +260,7 @@ def test_parallel_rows_each_run_in_their_own_process_and_share_one_table(tmp_pat
     assert names == ["gevb-mnist/arelu-fc:dfa+", "gevb-mnist/vnn-fc:gevb+"]
     table = (out / "gevb-mnist-table.md").read_text()
     assert "| arelu-fc:dfa+ | cpu | 128 |" in table and "| vnn-fc:gevb+ | cpu | 128 |" in table
+    for record in read_records(out / "results.jsonl"):  # both kinds of row carry the authors' angles
+        final = record["final"]
+        assert len(final["credit_angles_init"]) == len(final["credit_angles_final"]) == 2
+    assert "| arelu-fc:dfa+ | cpu | 1 | 1 |" in table  # the angle table

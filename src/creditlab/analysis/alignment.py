@@ -20,12 +20,13 @@ import contextlib
 import copy
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 
-from creditlab.rules.base import Rule
+if TYPE_CHECKING:  # rules import the angle helpers below
+    from creditlab.rules.base import Rule
 
 
 def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -38,6 +39,16 @@ def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> float:
         return math.nan
     cosine = float((a64 @ b64) / norms)
     return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
+
+
+def mean_example_angle(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over rows of the angle (degrees) between a[i] and b[i], rows where both are nonzero; nan if none."""
+    a_norm, b_norm = a.norm(dim=1), b.norm(dim=1)
+    keep = (a_norm > 0) & (b_norm > 0)
+    if not bool(keep.any()):
+        return float("nan")
+    cosine = (a[keep] * b[keep]).sum(dim=1) / (a_norm[keep] * b_norm[keep])
+    return float(torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0))).mean())
 
 
 def sign_agreement(update: torch.Tensor, true_gradient: torch.Tensor) -> float:

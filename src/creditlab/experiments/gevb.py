@@ -4,9 +4,10 @@
 at most 200 epochs, stop once an epoch reaches 100% train accuracy, 5 seeds) for GEVB and BP in
 the vectorized nets (vnn-fc/conv/lc, nonnegative "+" and mixed-sign) and BP, DFA and DFA+ in the
 conventional aReLU nets of the same widths. Every run is one results record carrying the authors'
-test/train error beside ours, plus the per-layer credit angles (the authors' alignment metric) at
-initialization and after training for the vectorized rows. A markdown table of seed means is
-written to ``<out>/<experiment>-table.md``.
+test/train error beside ours, plus the authors' per-layer alignment angles at initialization and
+after training (vectorized rows: exact credit vs GEVB's all-ones credit; DFA rows: exact gradient vs
+B e). Markdown tables of seed means, errors and angles beside the authors', are written to
+``<out>/<experiment>-table.md``.
 
 Differences from the authors' protocol, kept on purpose: train accuracy for the stopping rule is
 the running accuracy of each epoch (the trainer's), checked every epoch rather than every 10; no
@@ -46,6 +47,7 @@ from creditlab.models import build_model
 from creditlab.models.vnn import VectorizedNet, credit_alignment_angles
 from creditlab.results import device_type, make_record, read_records
 from creditlab.rules import RULES, Rule, build_rule
+from creditlab.rules.dfa import DirectFeedbackAlignment
 
 #: authors' test error % (train error %) from notebooks/table.ipynb, gevb_fa.md §1.6;
 #: key: (dataset, model, rule label) with "+" = nonnegative
@@ -75,6 +77,24 @@ for _dataset, _rows in _TABLE.items():
         AUTHORS[(_dataset, _model, "bp+")] = (_v[2], _v[3])
         AUTHORS[(_dataset, _model, _local)] = (_v[4], _v[5])
         AUTHORS[(_dataset, _model, "bp")] = (_v[6], _v[7])
+
+#: authors' per-layer alignment angles (degrees, first hidden layer first), mean of 5 runs at
+#: initialization and at their last checkpoint (notebooks/alignment_and_concentration_viz.ipynb,
+#: gevb_fa.md §1.7). Vectorized rows: exact credit vs all-ones; conventional rows: exact gradient vs B e.
+AUTHORS_ANGLES: dict[tuple[str, str, str], tuple[tuple[float, ...], tuple[float, ...]]] = {
+    ("mnist", "vnn-fc", "gevb+"): ((9.2, 55.7), (41.3, 57.7)),
+    ("mnist", "vnn-conv", "gevb+"): ((11.9, 6.6, 55.6), (56.6, 39.2, 35.7)),
+    ("mnist", "vnn-lc", "gevb+"): ((12.2, 6.6, 55.5), (52.0, 47.3, 50.6)),
+    ("mnist", "vnn-fc", "gevb"): ((89.5, 91.6), (62.1, 74.7)),
+    ("mnist", "arelu-fc", "dfa"): ((90.1, 89.5), (64.8, 67.0)),
+    ("mnist", "arelu-conv", "dfa"): ((90.0, 90.0, 90.1), (89.7, 89.0, 75.0)),
+    ("cifar10", "vnn-fc", "gevb+"): ((4.0, 9.0, 55.6), (18.8, 35.0, 56.7)),
+    ("cifar10", "vnn-conv", "gevb+"): ((14.1, 13.8, 6.6, 56.0), (42.9, 50.3, 44.8, 48.0)),
+    ("cifar10", "vnn-conv", "gevb"): ((89.8, 90.1, 88.9, 90.7), (68.7, 61.0, 74.2, 33.4)),
+    ("cifar10", "arelu-conv", "dfa"): ((90.0, 90.1, 90.5, 89.7), (89.6, 88.4, 82.5, 65.1)),
+    ("cifar10", "arelu-conv", "dfa+"): ((90.0, 90.1, 90.6, 89.8), (89.8, 88.1, 77.0, 65.6)),
+    ("cifar10", "vnn-lc", "gevb+"): ((15.1, 20.4, 13.0, 56.1), (38.3, 41.8, 23.1, 39.7)),
+}
 
 
 @dataclass(frozen=True)
@@ -124,17 +144,28 @@ def parse_rows(spec: str) -> list[Row]:
     return rows
 
 
-class CreditAngleTracker:
-    """Trainer callback: the authors' per-layer credit angles (degrees) on a fixed batch, every ``every``
-    epochs."""
+def paper_angles(rule: Rule, inputs: torch.Tensor, targets: torch.Tensor) -> list[float] | None:
+    """The authors' per-hidden-layer alignment angles (degrees) on a fixed batch, or None where they
+    define none: in a VNN, exact credit vs GEVB's all-ones credit (any rule, it is a property of the
+    weights); in a conventional net trained by DFA/DFA+, exact gradient vs the DFA signal B e."""
+    if isinstance(rule.model, VectorizedNet):
+        return credit_alignment_angles(rule.model, inputs)
+    if isinstance(rule, DirectFeedbackAlignment):
+        return rule.signal_angles(inputs, targets)
+    return None
 
-    def __init__(self, inputs: torch.Tensor, every: int = 1) -> None:
-        self.inputs, self.every = inputs, every
+
+class CreditAngleTracker:
+    """Trainer callback: :func:`paper_angles` on a fixed batch every ``every`` epochs."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, every: int = 1) -> None:
+        self.inputs, self.targets, self.every = inputs, targets, every
 
     def on_epoch_end(self, rule: Rule, epoch: int) -> dict[str, Any]:  # noqa: D102
-        if epoch % self.every or not isinstance(rule.model, VectorizedNet):
+        if epoch % self.every:
             return {}
-        return {"credit_angles": credit_alignment_angles(rule.model, self.inputs)}
+        angles = paper_angles(rule, self.inputs, self.targets)
+        return {} if angles is None else {"credit_angles": angles}
 
 
 def run_row(ctx: ExperimentContext, experiment: str, dataset_name: str, data: Dataset, row: Row, seed: int,
@@ -149,15 +180,14 @@ def run_row(ctx: ExperimentContext, experiment: str, dataset_name: str, data: Da
 
     if row.rule not in RULES:
         raise ValueError(f"rule {row.rule!r} is not registered")
-    probe = data.train_x[:128]
+    probe, probe_targets = data.train_x[:128], data.train_y[:128]  # authors: first 128, unshuffled
     init_angles: list[float] | None = None
 
     def callbacks(rule: Rule, _data: Dataset) -> list[CreditAngleTracker]:
         nonlocal init_angles
-        if isinstance(rule.model, VectorizedNet):
-            init_angles = credit_alignment_angles(rule.model, probe)
+        init_angles = paper_angles(rule, probe, probe_targets)  # built, not yet resumed: initialization
         every = 1 if time_budget_s is not None else max(1, min(10, epochs // 4))  # authors: every 10
-        return [CreditAngleTracker(probe, every=every)]
+        return [CreditAngleTracker(probe, probe_targets, every=every)]
 
     started = time.perf_counter()
     common = dict(rule=row.rule, model=row.model, dataset=dataset_name, loaded=data,
@@ -234,6 +264,42 @@ def table_markdown(dataset_name: str, records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _layer_means(lists: list[list[float]]) -> str:
+    """Per-layer mean of equal-length angle lists, as '9.2, 55.3'."""
+    return ", ".join(f"{statistics.mean(values):.1f}" for values in zip(*lists, strict=True))
+
+
+def angle_table_markdown(dataset_name: str, records: list[dict[str, Any]]) -> str:
+    """Per-layer alignment angles (first hidden layer first) at initialization and at the end of our
+    runs (seed means of the newest record per run) beside the authors' 5-run means (note §1.7); rows
+    the authors report without a record of ours carrying angles say "no record"."""
+    lines = [f"| {dataset_name} row | device | seeds | epochs | ours: init (deg) | ours: final (deg) "
+             "| authors: init (deg) | authors: final (deg) |",
+             "|---|---|---|---|---|---|---|---|"]
+    by_row: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for rec in latest_per_run(records):
+        config, final = rec["config"], rec["final"]
+        if final.get("credit_angles_init") and final.get("credit_angles_final"):
+            key = (config["model"], config["label"], device_type(rec.get("device", "")))
+            by_row.setdefault(key, []).append(rec)
+    authors_rows = [(model, label) for (dataset, model, label) in AUTHORS_ANGLES if dataset == dataset_name]
+    for model, label in authors_rows:
+        if not any(key[:2] == (model, label) for key in by_row):
+            by_row[(model, label, "-")] = []
+    for (model, label, device), recs in sorted(by_row.items()):
+        authors = AUTHORS_ANGLES.get((dataset_name, model, label))
+        a_init, a_final = (", ".join(f"{v:.1f}" for v in part) for part in authors) if authors else ("-", "-")
+        if recs:
+            ours_init = _layer_means([r["final"]["credit_angles_init"] for r in recs])
+            ours_final = _layer_means([r["final"]["credit_angles_final"] for r in recs])
+            epochs = ",".join(str(r["final"]["epochs"]) for r in recs)
+            lines.append(f"| {model}:{label} | {device} | {len(recs)} | {epochs} | {ours_init} | {ours_final} "
+                         f"| {a_init} | {a_final} |")
+        else:
+            lines.append(f"| {model}:{label} | - | 0 | - | no record | no record | {a_init} | {a_final} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_table(ctx: ExperimentContext, experiment: str, dataset_name: str) -> Path | None:
     """Rewrite ``<out_dir>/<experiment>-table.md`` from every record of the experiment in the results file."""
     stored = [r for r in read_records(ctx.out_dir / "results.jsonl")
@@ -241,7 +307,7 @@ def write_table(ctx: ExperimentContext, experiment: str, dataset_name: str) -> P
     if not stored:
         return None
     path = ctx.out_dir / f"{experiment}-table.md"
-    path.write_text(table_markdown(dataset_name, stored))
+    path.write_text(table_markdown(dataset_name, stored) + "\n" + angle_table_markdown(dataset_name, stored))
     return path
 
 

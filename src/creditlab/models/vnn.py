@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
+from creditlab.analysis.alignment import mean_example_angle
 from creditlab.models import register_model
 from creditlab.models.vnn_layers import (
     AlternatingReLU,
@@ -314,13 +315,7 @@ def credit_alignment_angles(model: VectorizedNet, inputs: torch.Tensor) -> list[
     angles = []
     for index in sorted(pre_gate):
         credit = pre_gate[index].reshape(len(inputs), -1)
-        norms = credit.norm(dim=1)
-        keep = norms > 0
-        if not bool(keep.any()):
-            angles.append(float("nan"))
-            continue
-        cosine = credit[keep].sum(dim=1) / (norms[keep] * math.sqrt(credit.shape[1]))
-        angles.append(float(torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0))).mean()))
+        angles.append(mean_example_angle(credit, torch.ones_like(credit)))
     return angles
 
 

@@ -518,8 +518,11 @@ class AlternatingReLU(nn.Module):
     """aReLU: even-indexed units (features or channels) pass h <= 0, odd-indexed units pass h >= 0.
 
     With mixed-sign weights this is ReLU up to sign flips; it lets the ON/OFF construction work in
-    conventional nets. x: (batch, units) or (batch, channels, H, W) -> same shape.
+    conventional nets. x: (batch, units) or (batch, channels, H, W) -> same shape. DFA's signal enters
+    at its output (``dfa_feedback_site``), as in the authors' DFA baselines.
     """
+
+    dfa_feedback_site = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         if x.dim() not in (2, 4):

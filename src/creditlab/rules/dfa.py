@@ -18,8 +18,14 @@ gradient. Every weight layer's input is detached, so no error travels from one b
 before: each weight layer computes only its weight gradient, never its input gradient, and a DFA
 step costs at most a BP step (one forward, one projection e B, one backward with fewer kernels).
 
-Feedback entries are U(-sqrt(3/d_l), sqrt(3/d_l)) with d_l = numel(h_l), so ||B_l e|| ~ ||e||, the
-norm of the backprop signal in a well-initialized net. ``dfa+`` uses their absolute values
+**Feedback sites.** A model may mark modules with ``dfa_feedback_site = True`` (the aReLU of the GEVB
+paper's conventional baselines does). Then B_l e enters at the output of the one site inside each
+hidden block instead of at the block output, as in the GEVB authors' DFA, whose signal enters at each
+aReLU output, before pooling (so conv blocks get a full-resolution signal, not one spread evenly over
+each pooling window). A marked model needs exactly one site in every hidden block.
+
+Feedback entries are U(-sqrt(3/d_l), sqrt(3/d_l)) with d_l = numel(h_l) (or of the site output), so
+||B_l e|| ~ ||e||, the norm of the backprop signal in a well-initialized net. ``dfa+`` uses their absolute values
 (nonnegative feedback, for nonnegative networks; GEVB paper §1.4 used U[0, 1]). Matrices are
 registered buffers of the rule (``feedback_matrix``: all B_l side by side, (K, sum d_l)).
 
@@ -41,6 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from creditlab.analysis.alignment import mean_example_angle
 from creditlab.errors import IncompatibleModelError
 from creditlab.rules import register_rule
 from creditlab.rules.base import LossFn, Rule, StepOutput
@@ -71,21 +78,41 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(path, module) for path, module in model.named_modules() if is_weight_layer(module)]
 
 
+def feedback_sites(model: nn.Module) -> list[nn.Module]:
+    """Modules marked ``dfa_feedback_site = True``, where DFA's signal enters instead of block outputs."""
+    return [m for m in model.modules() if getattr(m, "dfa_feedback_site", False)]
+
+
 class _BlockRecorder:
-    """Forward hooks that detach every weight layer's input and record it (the previous block's output)."""
+    """Forward hooks that detach every weight layer's input and record it (the previous block's output),
+    and record the output of every feedback site with the number of weight layers called before it."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.layers = weight_layers(model)
+        self.sites = feedback_sites(model)
         self.calls: list[int] = []  # weight-layer indices, in call order
         self.block_outputs: list[torch.Tensor] = []  # input of each called layer, graph intact
         self.layer_outputs: list[torch.Tensor] = []
+        self.site_outputs: list[tuple[int, torch.Tensor]] = []  # (weight layers called before, output)
+
+    def reset(self) -> None:
+        """Forget the tensors of the last forward pass."""
+        self.calls, self.block_outputs, self.layer_outputs, self.site_outputs = [], [], [], []
+
+    def signal_entries(self) -> list[torch.Tensor]:
+        """Where B_l e enters, per hidden block: the site outputs if the model marks sites, else the
+        block outputs (the inputs of weight layers 2..L)."""
+        if not self.sites:
+            return self.block_outputs[1:]
+        return [output for _, output in self.site_outputs]
 
     @contextlib.contextmanager
-    def recording(self, record_outputs: bool = False) -> Iterator[_BlockRecorder]:
-        handles = []
+    def recording(self, record_outputs: bool = False, detach: bool = True) -> Iterator[_BlockRecorder]:
+        """Hooks on while inside; ``detach=False`` records block outputs without cutting the chain."""
+        handles = [site.register_forward_hook(self._site_hook) for site in self.sites]
         for index, (_, layer) in enumerate(self.layers):
-            handles.append(layer.register_forward_pre_hook(self._pre_hook(index)))
+            handles.append(layer.register_forward_pre_hook(self._pre_hook(index, detach)))
             if record_outputs:
                 handles.append(layer.register_forward_hook(self._post_hook))
         try:
@@ -94,16 +121,19 @@ class _BlockRecorder:
             for handle in handles:
                 handle.remove()
 
-    def _pre_hook(self, index: int):  # noqa: ANN202
+    def _pre_hook(self, index: int, detach: bool):  # noqa: ANN202
         def hook(module: nn.Module, args: tuple) -> tuple:
             (inputs, *rest) = args
             self.calls.append(index)
             self.block_outputs.append(inputs)
-            return (inputs.detach(), *rest)
+            return (inputs.detach(), *rest) if detach else args
         return hook
 
     def _post_hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         self.layer_outputs.append(output)
+
+    def _site_hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        self.site_outputs.append((len(self.calls), output))
 
 
 def _reached_layers(tensor: torch.Tensor, layer_nodes: dict[torch.autograd.graph.Node, int]) -> set[int]:
@@ -214,7 +244,14 @@ class DirectFeedbackAlignment(Rule):
                     f"{where} depends on {sources}, not only on {names[pos - 1]} (a skip connection or "
                     "branch); DFA needs a chain of blocks")
         self.chain = list(calls)
-        shapes = [tuple(recorder.block_outputs[pos].shape[1:]) for pos in range(1, len(calls))]
+        if recorder.sites:
+            per_block = [after for after, _ in recorder.site_outputs]
+            if per_block != list(range(1, len(calls))):
+                raise self._incompatible(
+                    "it marks DFA feedback sites (dfa_feedback_site = True) but not exactly one inside "
+                    f"every hidden block (sites after weight layers {per_block}, hidden blocks "
+                    f"{list(range(1, len(calls)))})")
+        shapes = [tuple(entry.shape[1:]) for entry in recorder.signal_entries()]
         return int(output.shape[1]), shapes
 
     def feedback_blocks(self) -> dict[str, torch.Tensor]:
@@ -225,7 +262,7 @@ class DirectFeedbackAlignment(Rule):
     def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
         """Forward with detached block inputs, e = dL/dlogits, then one backward from all block outputs."""
         recorder = self.recorder
-        recorder.calls, recorder.block_outputs = [], []
+        recorder.reset()
         with recorder.recording():
             output = self.model(inputs)
         if recorder.calls != self.chain:
@@ -238,13 +275,31 @@ class DirectFeedbackAlignment(Rule):
         projected = error.matmul(self.feedback_matrix.to(error.dtype))  # all B_l e side by side
         roots, grads = [output], [error]
         signals = torch.split(projected, self.block_sizes, dim=1)
-        for block_output, signal in zip(recorder.block_outputs[1:], signals, strict=True):
-            if block_output.requires_grad:
-                roots.append(block_output)
-                grads.append(signal.reshape(block_output.shape))
-        recorder.block_outputs = []
+        for entry, signal in zip(recorder.signal_entries(), signals, strict=True):
+            if entry.requires_grad:
+                roots.append(entry)
+                grads.append(signal.reshape(entry.shape))
+        recorder.reset()
         torch.autograd.backward(roots, grads)
         return StepOutput(loss.detach(), output)
+
+    def signal_angles(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:
+        """Per hidden block, first first: the angle (degrees) between the exact gradient dL/dh_l and the
+        DFA signal B_l e where it enters (block output or feedback site), averaged over the examples where
+        both are nonzero (the GEVB paper's DFA alignment metric, note §1.7). Leaves ``.grad`` untouched."""
+        recorder = _BlockRecorder(self.model)
+        with torch.enable_grad(), recorder.recording(detach=False):
+            output = self.model(inputs)
+        entries = recorder.signal_entries()
+        loss = self.loss_fn(output, targets)
+        error, *true_grads = torch.autograd.grad(loss, [output, *entries], allow_unused=True)
+        signals = torch.split(error.matmul(self.feedback_matrix.to(error.dtype)), self.block_sizes, dim=1)
+        angles = []
+        for true_grad, signal in zip(true_grads, signals, strict=True):
+            true_flat = (torch.zeros_like(signal) if true_grad is None
+                         else true_grad.reshape(len(inputs), -1))
+            angles.append(mean_example_angle(true_flat, signal))
+        return angles
 
 
 @register_rule("dfa+")
