@@ -179,3 +179,18 @@ def test_run_batches_fit_cache_on_cpu_and_take_the_whole_cell_on_a_gpu() -> None
     assert runs_per_batch(relu, 12800, 200, "cuda") == 200       # a whole 50-run x 4-lambda cell at once
     assert runs_per_batch(linear, 12800, 200, "cpu") == 15       # O(n^2) state: bounded by sampled weights
     assert runs_per_batch(relu, 200, 3, "cpu") == 3              # never more than the cell has
+
+
+def test_command_line_trains_chosen_cells_and_records_them(tmp_path, monkeypatch) -> None:
+    from creditlab.experiments import fa_theory
+    from creditlab.results import read_records
+
+    fa_theory.main(["loss", "--activation", "relu", "--widths", "200", "--runs", "2", "--steps", "30",
+                    "--seed", "3", "--out", str(tmp_path)])
+    (record,) = read_records(tmp_path / "results.jsonl")
+    assert record["name"] == "fa-theory-loss" and record["config"]["seed"] == 3
+    assert (tmp_path / "loss_relu.png").is_file()
+    calls = []
+    monkeypatch.setattr(fa_theory, "alignment_sweep", lambda ctx, *args: calls.append((ctx.seed, *args)))
+    fa_theory.main(["alignment", "--activation", "tanh", "--widths", "800,1600", "--runs", "50", "--seed", "7"])
+    assert calls == [(7, "tanh", (800, 1600), 50)]

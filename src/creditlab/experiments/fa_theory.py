@@ -403,3 +403,43 @@ def run_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
     if ctx.quick:
         return [mnist_experiment(ctx, epochs=1, train_subset=12000)]
     return [mnist_experiment(ctx, epochs=300)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train chosen cells of the FA-theory sweeps from the command line, e.g. 50 runs at two widths::
+
+        python -m creditlab.experiments.fa_theory alignment --activation relu --widths 800,1600 \\
+            --runs 50 --seed 7 --threads 1 --out results/fa_theory
+        python -m creditlab.experiments.fa_theory loss --activation tanh --widths 3200 --runs 50
+
+    Each call appends its records to ``<out>/results.jsonl`` and redraws the figure from every recorded
+    cell, so cells can be added run by run (a different ``--seed`` gives independent runs).
+    """
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m creditlab.experiments.fa_theory",
+                                     description="Train cells of the FA-theory sweeps (Song, Xu & Lafferty).")
+    parser.add_argument("kind", choices=("alignment", "loss"))
+    parser.add_argument("--activation", required=True, choices=sorted(AUTHOR_SETTINGS))
+    parser.add_argument("--widths", required=True, help="comma-separated widths p, e.g. 800,1600")
+    parser.add_argument("--runs", type=int, default=50, help="runs per (width, lambda)")
+    parser.add_argument("--steps", type=int, default=5000, help="loss curves: steps per run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--out", default="runs/reproduce")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    widths = tuple(int(w) for w in args.widths.split(","))
+    ctx = ExperimentContext(device=args.device, out_dir=Path(args.out), seed=args.seed)
+    if args.kind == "alignment":
+        alignment_sweep(ctx, args.activation, widths, args.runs)
+    else:
+        for width in widths:
+            loss_curves(ctx, args.activation, width, args.runs, args.steps)
+
+
+if __name__ == "__main__":
+    main()
