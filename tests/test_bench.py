@@ -224,6 +224,11 @@ def _fixture_store(path: Path) -> None:
     append_record(path, make_record("reproduce", "fa-theory-loss", {"width": 3200, "paper": {"slope": -0.2}},
                                     {"per_lambda": [{"lambda": 0.0, "final_alignment": {"mean": 0.0502}}],
                                      "curve": [1.0] * 50}))
+    for seed, values in ((0, [0.25, 0.2]), (1, [0.21])):  # an experiment with its own summary tables
+        append_record(path, make_record("reproduce", "fa-theory-alignment",
+                                        {"activation": "relu", "seed": seed, "quick": False},
+                                        {"cells": [{"width": 200, "lambda": 0.0, "ours": {"n": len(values)},
+                                                    "alignment_values": values}]}))
 
 
 def test_report_tables_and_plots(tmp_path: Path) -> None:
@@ -237,6 +242,8 @@ def test_report_tables_and_plots(tmp_path: Path) -> None:
     assert "1.05" in text and "2.4" in text and "0.91" in text  # reproduction rows with BioTorch's number
     assert "| final_alignment.mean |" in text and "| 0 | 0.0502 |" in text  # one row per lambda
     assert "config.paper.slope (paper)" in text
+    # fa-theory-alignment: the experiment's summary, runs of both seeds pooled beside the authors'
+    assert "| 0 | 0.220±0.026 (3) / 0.220±0.051 | – / 0.136±0.043 |" in text
     assert read_records(store)[0]["commit"] in text and "cpu:" in text  # provenance of every row
     for name in ("learning_curves", "alignment", "accuracy_vs_step_time"):
         png = tmp_path / "report" / f"{name}.png"

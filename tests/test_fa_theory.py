@@ -149,25 +149,31 @@ def test_stacked_mnist_nets_match_autograd_and_fa_with_readout_feedback() -> Non
     assert abs(float(metrics["weight_alignment"][0])) < 0.6
 
 
-def test_figure_cells_come_from_every_record_most_seeds_first(tmp_path) -> None:
+def test_recorded_cells_pool_the_runs_of_every_seed(tmp_path) -> None:
+    """Cells from every record; different seeds pooled; of one seed, the record with most runs counts."""
     from creditlab.experiments.fa_theory import recorded_cells
     from creditlab.results import append_record, make_record
 
-    def cell(width: int, lam: float, n: int, mean: float) -> dict:
-        return {"width": width, "lambda": lam, "ours": {"mean": mean, "sd": 0.0, "n": n}}
+    def cell(width: int, lam: float, values: list[float]) -> dict:
+        return {"width": width, "lambda": lam, "ours": {"n": len(values)}, "alignment_values": values}
+
+    def add(activation: str, seed: int, cells: list[dict], quick: bool = False) -> None:
+        append_record(path, make_record("reproduce", "fa-theory-alignment",
+                                        {"activation": activation, "seed": seed, "quick": quick}, {"cells": cells}))
 
     path = tmp_path / "results.jsonl"
-    append_record(path, make_record("reproduce", "fa-theory-alignment", {"activation": "relu", "quick": False},
-                                    {"cells": [cell(200, 0.0, 8, 0.1), cell(400, 0.0, 4, 0.2)]}))
-    append_record(path, make_record("reproduce", "fa-theory-alignment", {"activation": "relu", "quick": False},
-                                    {"cells": [cell(200, 0.0, 2, 0.9), cell(12800, 0.0, 2, 0.01)]}))
-    append_record(path, make_record("reproduce", "fa-theory-alignment", {"activation": "tanh", "quick": False},
-                                    {"cells": [cell(800, 0.0, 50, 0.5)]}))
-    append_record(path, make_record("reproduce", "fa-theory-alignment", {"activation": "relu", "quick": True},
-                                    {"cells": [cell(800, 0.0, 2, 0.5)]}))
+    add("relu", 0, [cell(200, 0.0, [0.1, 0.2, 0.3]), cell(400, 0.0, [0.2])])
+    add("relu", 0, [cell(200, 0.0, [0.9, 0.8])])  # same seed, fewer runs: not counted
+    add("relu", 5, [cell(200, 0.0, [0.4]), cell(12800, 0.0, [0.01, 0.03])])
+    add("tanh", 0, [cell(800, 0.0, [0.5])])
+    add("relu", 1, [cell(800, 0.0, [0.5, 0.5])], quick=True)
     cells = recorded_cells(path, "relu")
-    assert [(c["width"], c["ours"]["n"], c["ours"]["mean"]) for c in cells] == [
-        (200, 8, 0.1), (400, 4, 0.2), (12800, 2, 0.01)]
+    assert [(c["width"], c["ours"]["n"], c["seeds"]) for c in cells] == [
+        (200, 4, {"0": 3, "5": 1}), (400, 1, {"0": 1}), (12800, 2, {"5": 2})]
+    assert cells[0]["ours"]["mean"] == pytest.approx(0.25)
+    assert cells[0]["ours"]["sd"] == pytest.approx(torch.tensor([0.1, 0.2, 0.3, 0.4]).double().std().item())
+    assert cells[0]["within_2sd_of_authors"]  # 0.25 vs the authors' 0.220 +- 0.051
+    assert cells[2]["within_2sd_of_authors"]  # 0.02 vs 0.006 +- 0.008
 
 
 def test_run_batches_fit_cache_on_cpu_and_take_the_whole_cell_on_a_gpu() -> None:

@@ -364,7 +364,8 @@ def _rows_table(record: dict[str, Any], key: str, rows: list[dict[str, Any]]) ->
 def reproduce_blocks(records: Sequence[dict[str, Any]], compact: bool = False) -> list[Block]:
     """One table per reproduction (records grouped by the name before ``/``), newest record per config.
 
-    Several records in a group: one row each, with the scalar ``final`` metrics they share as columns
+    An experiment registered with a ``summary`` makes its own tables from its records. Otherwise, several
+    records in a group: one row each, with the scalar ``final`` metrics they share as columns
     (the paper's numbers included). One record: a metric | value table. ``compact`` leaves out the
     one-record tables (for the README), pointing to the full report instead.
     """
@@ -373,6 +374,9 @@ def reproduce_blocks(records: Sequence[dict[str, Any]], compact: bool = False) -
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in reproduce:
         groups.setdefault(str(record.get("name", "?")).split("/")[0], []).append(record)
+    from creditlab.experiments import load_all
+
+    experiments = load_all()
     blocks: list[Block] = []
     for name, group in sorted(groups.items()):
         commits = sorted({_provenance(r)[0] for r in group})
@@ -385,7 +389,11 @@ def reproduce_blocks(records: Sequence[dict[str, Any]], compact: bool = False) -
             header += " Quick mode: smoke numbers from a reduced run, not results."
         flat = [{k: v for k, v in flatten_scalars(r.get("final") or {}).items()} for r in group]
         shared = [k for k in flat[0] if all(k in f for f in flat[1:])]
-        if len(group) > 1 and len(shared) <= MAX_WIDE_COLUMNS:
+        summary = experiments.get(name).summary if name in experiments else None
+        if summary is not None:  # the experiment's own tables (e.g. runs pooled over records)
+            blocks += [Heading(3, name), Paragraph(header)]
+            blocks += [Table(t.header, t.rows, [t.note] if t.note else []) for t in summary(group)]
+        elif len(group) > 1 and len(shared) <= MAX_WIDE_COLUMNS:
             paper_keys = [k for k in shared if PAPER_KEY.search(k)]
             numeric = [k for k in shared if k not in paper_keys
                        and all(isinstance(f[k], int | float) for f in flat)]

@@ -52,25 +52,45 @@ class ExperimentContext:
 
 
 @dataclass(frozen=True)
+class SummaryTable:
+    """A table that an experiment makes from its records (ours beside the paper's), for the report."""
+
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+    def markdown(self) -> str:
+        """The table as GitHub markdown (the note, if any, as a line below it)."""
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        return "\n".join(lines) + "\n" + (f"\n{self.note}\n" if self.note else "")
+
+
+Summary = Callable[[list[dict[str, Any]]], list[SummaryTable]]
+
+
+@dataclass(frozen=True)
 class Experiment:
-    """A registered reproduction."""
+    """A registered reproduction; ``summary(records)``, where given, is how the report shows its records."""
 
     name: str
     description: str
     run: Callable[[ExperimentContext], list[dict[str, Any]]]
+    summary: Summary | None = None
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 
-def register_experiment(name: str, description: str
+def register_experiment(name: str, description: str, summary: Summary | None = None
                         ) -> Callable[[Callable[[ExperimentContext], list[dict[str, Any]]]],
                                       Callable[[ExperimentContext], list[dict[str, Any]]]]:
-    """Decorator registering ``run(ctx) -> records`` as the experiment ``name``."""
+    """Decorator registering ``run(ctx) -> records`` as the experiment ``name``; ``summary(records)``
+    turns its records into the report's tables (default: the report's generic per-record tables)."""
 
     def decorator(run: Callable[[ExperimentContext], list[dict[str, Any]]]
                   ) -> Callable[[ExperimentContext], list[dict[str, Any]]]:
-        EXPERIMENTS.register(name)(Experiment(name, description, run))
+        EXPERIMENTS.register(name)(Experiment(name, description, run, summary))
         return run
 
     return decorator
@@ -82,4 +102,5 @@ def load_all() -> Registry[Experiment]:
     return EXPERIMENTS
 
 
-__all__ = ["EXPERIMENTS", "Experiment", "ExperimentContext", "load_all", "register_experiment"]
+__all__ = ["EXPERIMENTS", "Experiment", "ExperimentContext", "Summary", "SummaryTable", "load_all",
+           "register_experiment"]

@@ -31,7 +31,7 @@ from creditlab.analysis.fa_theory import (
     summarize,
     train_in_batches,
 )
-from creditlab.experiments import ExperimentContext, register_experiment
+from creditlab.experiments import ExperimentContext, SummaryTable, register_experiment
 from creditlab.results import append_record, make_record, read_records
 
 # activation -> lambda -> width -> (mean, sd, runs) of cos(beta, b), from the authors' v6 CSVs.
@@ -167,22 +167,73 @@ def alignment_sweep(ctx: ExperimentContext, activation: str, widths: tuple[int, 
 
 
 def recorded_cells(path: Any, activation: str, quick: bool = False) -> list[dict[str, Any]]:
-    """Every (width, lambda) cell of ``activation`` in a results file's alignment records.
+    """:func:`pooled_cells` of the alignment records in a results file."""
+    return pooled_cells(read_records(path), activation, quick)
 
-    Cells are run one width at a time (the wide ones take hours), so the figure is drawn from all of
-    them; where a cell was run more than once, the run with the most seeds counts (then the latest).
+
+def pooled_cells(records: list[dict[str, Any]], activation: str, quick: bool = False) -> list[dict[str, Any]]:
+    """Every (width, lambda) cell of ``activation`` in the alignment records, with the runs of every seed
+    pooled.
+
+    Cells are run one width at a time and a few runs at a time (the wide ones take hours), so a cell's
+    runs may sit in several records. Runs with different seeds are independent draws and are pooled
+    (``seeds`` lists them); of several records with the same seed (which may repeat the same runs) the
+    one with the most runs counts, then the latest. The pooled mean is compared with the authors'.
     """
-    best: dict[tuple[int, float], dict[str, Any]] = {}
-    for record in read_records(path):
+    per_seed: dict[tuple[int, float], dict[int, dict[str, Any]]] = {}
+    for record in records:
         config = record.get("config", {})
         if (record.get("name") != "fa-theory-alignment" or config.get("activation") != activation
                 or bool(config.get("quick")) != quick):
             continue
+        seed = int(config.get("seed", 0))
         for cell in record.get("final", {}).get("cells", []):
-            key = (cell["width"], cell["lambda"])
-            if key not in best or cell["ours"]["n"] >= best[key]["ours"]["n"]:
-                best[key] = cell
-    return [best[key] for key in sorted(best)]
+            seeds = per_seed.setdefault((cell["width"], cell["lambda"]), {})
+            if seed not in seeds or cell["ours"]["n"] >= seeds[seed]["ours"]["n"]:
+                seeds[seed] = cell
+    pooled = []
+    for (width, lam), seeds in sorted(per_seed.items()):
+        values = [v for seed in sorted(seeds) for v in seeds[seed]["alignment_values"]]
+        ours = summarize(torch.tensor(values, dtype=torch.float64))
+        cell = {"activation": activation, "lambda": lam, "width": width, "ours": ours,
+                "alignment_values": values, "seeds": {str(seed): seeds[seed]["ours"]["n"] for seed in sorted(seeds)}}
+        theirs = AUTHOR_ALIGNMENT[activation].get(lam, {}).get(width)
+        if theirs is not None:
+            cell["authors"] = {"mean": theirs[0], "sd": theirs[1], "n": theirs[2]}
+            cell["within_2sd_of_authors"] = abs(ours["mean"] - theirs[0]) <= 2 * theirs[1]
+        pooled.append(cell)
+    return pooled
+
+
+def alignment_summary(records: list[dict[str, Any]]) -> list[SummaryTable]:
+    """One table per activation: pooled cells (rows lambda, columns width) beside the authors' 50-run cells."""
+    quick = not any(not r.get("config", {}).get("quick") for r in records)
+    tables = []
+    for activation in AUTHOR_SETTINGS:
+        cells = {(c["width"], c["lambda"]): c for c in pooled_cells(records, activation, quick)}
+        if not cells:
+            continue
+        authors = AUTHOR_ALIGNMENT[activation]
+        widths = sorted({w for by_width in authors.values() for w in by_width} | {w for w, _ in cells})
+        rows = []
+        for lam in sorted({lam for _, lam in cells} | set(authors)):
+            row, compared, within = [f"{lam:g}"], 0, 0
+            for width in widths:
+                cell, theirs = cells.get((width, lam)), authors.get(lam, {}).get(width)
+                ours = "–"
+                if cell is not None:
+                    o = cell["ours"]
+                    ours = f"{o['mean']:.3f}" + (f"±{o['sd']:.3f}" if o["n"] > 1 else "") + f" ({o['n']})"
+                    if "within_2sd_of_authors" in cell:
+                        compared += 1
+                        within += cell["within_2sd_of_authors"]
+                        ours += "" if cell["within_2sd_of_authors"] else " ✗"
+                row.append(ours + (f" / {theirs[0]:.3f}±{theirs[1]:.3f}" if theirs else ""))
+            rows.append([*row, f"{within}/{compared}"])
+        note = (f"{activation}: cos(β, b) at the end of training; each cell ours mean±sd (runs, all seeds "
+                "pooled) / the authors' mean±sd over 50 runs; ✗: our mean is more than two of their sd away.")
+        tables.append(SummaryTable(["λ", *[f"p = {w}" for w in widths], "within 2 sd"], rows, note))
+    return tables
 
 
 def _alignment_figure(activation: str, cells: list[dict[str, Any]]) -> Any:
@@ -288,7 +339,8 @@ def _loss_figure(activation: str, lambdas: tuple[float, ...], history: torch.Ten
     return fig
 
 
-@register_experiment("fa-theory-alignment", "Song, Xu & Lafferty 2021: cos(beta, b) vs width, per lambda")
+@register_experiment("fa-theory-alignment", "Song, Xu & Lafferty 2021: cos(beta, b) vs width, per lambda",
+                     summary=alignment_summary)
 def run_alignment(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Full: ReLU, linear and tanh panels, p = 200..12800, 50 runs per (p, lambda) (the authors' protocol;
     on one CPU core the linear panel took 36 minutes, while the ReLU panel is about 12 core-hours and

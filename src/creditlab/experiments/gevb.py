@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from creditlab.data import Dataset, load_dataset
-from creditlab.experiments import ExperimentContext, register_experiment
+from creditlab.experiments import ExperimentContext, SummaryTable, register_experiment
 from creditlab.models import build_model
 from creditlab.models.vnn import VectorizedNet, credit_alignment_angles
 from creditlab.results import device_type, make_record, read_records
@@ -240,18 +240,18 @@ def latest_per_run(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def table_markdown(dataset_name: str, records: list[dict[str, Any]]) -> str:
+def error_table(dataset_name: str, records: list[dict[str, Any]]) -> SummaryTable:
     """Seed means of our test (train) error beside the authors', one line per row, device and data limit
     (the newest record of every run; see :func:`latest_per_run`)."""
-    lines = [f"| {dataset_name} row | device | train examples | ours: test err % (train) | seeds | epochs "
-             "| authors: test err % (train) |",
-             "|---|---|---|---|---|---|---|"]
+    header = [f"{dataset_name} row", "device", "train examples", "ours: test err % (train)", "seeds", "epochs",
+              "authors: test err % (train)"]
     by_row: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for rec in latest_per_run(records):
         config = rec["config"]
         limit = str(config.get("train_limit") or "all")
         by_row.setdefault((f"{config['model']}:{config['label']}", device_type(rec.get("device", "")), limit),
                           []).append(rec)
+    rows = []
     for (name, device, limit), recs in sorted(by_row.items()):
         test = statistics.mean(r["final"]["test_error_pct"] for r in recs)
         train = statistics.mean(r["final"]["train_error_pct"] for r in recs)
@@ -259,9 +259,8 @@ def table_markdown(dataset_name: str, records: list[dict[str, Any]]) -> str:
         first = recs[0]["final"]
         a_test, a_train = first["authors_test_error_pct"], first["authors_train_error_pct"]
         authors = f"{a_test} ({a_train})" if a_test is not None else "-"
-        lines.append(f"| {name} | {device} | {limit} | {test:.2f} ({train:.2f}) | {len(recs)} | {epochs} "
-                     f"| {authors} |")
-    return "\n".join(lines) + "\n"
+        rows.append([name, device, limit, f"{test:.2f} ({train:.2f})", str(len(recs)), epochs, authors])
+    return SummaryTable(header, rows)
 
 
 def _layer_means(lists: list[list[float]]) -> str:
@@ -269,35 +268,39 @@ def _layer_means(lists: list[list[float]]) -> str:
     return ", ".join(f"{statistics.mean(values):.1f}" for values in zip(*lists, strict=True))
 
 
-def angle_table_markdown(dataset_name: str, records: list[dict[str, Any]]) -> str:
+def angle_table(dataset_name: str, records: list[dict[str, Any]]) -> SummaryTable:
     """Per-layer alignment angles (first hidden layer first) at initialization and at the end of our
     runs (seed means of the newest record per run) beside the authors' 5-run means (note §1.7); rows
     the authors report without a record of ours carrying angles say "no record"."""
-    lines = [f"| {dataset_name} row | device | seeds | epochs | ours: init (deg) | ours: final (deg) "
-             "| authors: init (deg) | authors: final (deg) |",
-             "|---|---|---|---|---|---|---|---|"]
+    header = [f"{dataset_name} row", "device", "seeds", "epochs", "ours: init (deg)", "ours: final (deg)",
+              "authors: init (deg)", "authors: final (deg)"]
     by_row: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for rec in latest_per_run(records):
         config, final = rec["config"], rec["final"]
         if final.get("credit_angles_init") and final.get("credit_angles_final"):
             key = (config["model"], config["label"], device_type(rec.get("device", "")))
             by_row.setdefault(key, []).append(rec)
-    authors_rows = [(model, label) for (dataset, model, label) in AUTHORS_ANGLES if dataset == dataset_name]
-    for model, label in authors_rows:
-        if not any(key[:2] == (model, label) for key in by_row):
+    for dataset, model, label in AUTHORS_ANGLES:
+        if dataset == dataset_name and not any(key[:2] == (model, label) for key in by_row):
             by_row[(model, label, "-")] = []
+    rows = []
     for (model, label, device), recs in sorted(by_row.items()):
         authors = AUTHORS_ANGLES.get((dataset_name, model, label))
         a_init, a_final = (", ".join(f"{v:.1f}" for v in part) for part in authors) if authors else ("-", "-")
         if recs:
-            ours_init = _layer_means([r["final"]["credit_angles_init"] for r in recs])
-            ours_final = _layer_means([r["final"]["credit_angles_final"] for r in recs])
-            epochs = ",".join(str(r["final"]["epochs"]) for r in recs)
-            lines.append(f"| {model}:{label} | {device} | {len(recs)} | {epochs} | {ours_init} | {ours_final} "
-                         f"| {a_init} | {a_final} |")
+            rows.append([f"{model}:{label}", device, str(len(recs)), ",".join(str(r["final"]["epochs"]) for r in recs),
+                         _layer_means([r["final"]["credit_angles_init"] for r in recs]),
+                         _layer_means([r["final"]["credit_angles_final"] for r in recs]), a_init, a_final])
         else:
-            lines.append(f"| {model}:{label} | - | 0 | - | no record | no record | {a_init} | {a_final} |")
-    return "\n".join(lines) + "\n"
+            rows.append([f"{model}:{label}", "-", "0", "-", "no record", "no record", a_init, a_final])
+    note = ("Angles: vectorized rows, exact credit vs GEVB's all-ones credit; DFA rows, exact gradient vs the "
+            "DFA signal B e where it enters; mean over the first 128 training images.")
+    return SummaryTable(header, rows, note)
+
+
+def summary_tables(dataset_name: str, records: list[dict[str, Any]]) -> list[SummaryTable]:
+    """The error table and the angle table of one dataset's records."""
+    return [error_table(dataset_name, records), angle_table(dataset_name, records)]
 
 
 def write_table(ctx: ExperimentContext, experiment: str, dataset_name: str) -> Path | None:
@@ -307,7 +310,7 @@ def write_table(ctx: ExperimentContext, experiment: str, dataset_name: str) -> P
     if not stored:
         return None
     path = ctx.out_dir / f"{experiment}-table.md"
-    path.write_text(table_markdown(dataset_name, stored) + "\n" + angle_table_markdown(dataset_name, stored))
+    path.write_text("\n".join(table.markdown() for table in summary_tables(dataset_name, stored)))
     return path
 
 
@@ -344,12 +347,14 @@ def _table_experiment(ctx: ExperimentContext, experiment: str, dataset_name: str
 
 
 @register_experiment("gevb-mnist",
-                     "Clark et al. 2021 Table (MNIST): GEVB/BP in VNNs vs BP/DFA/DFA+ in aReLU nets")
+                     "Clark et al. 2021 Table (MNIST): GEVB/BP in VNNs vs BP/DFA/DFA+ in aReLU nets",
+                     summary=lambda records: summary_tables("mnist", records))
 def gevb_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:  # noqa: D103
     return _table_experiment(ctx, "gevb-mnist", "mnist")
 
 
-@register_experiment("gevb-cifar10", "Clark et al. 2021 Table (CIFAR-10): GEVB/BP in VNNs vs BP/DFA/DFA+")
+@register_experiment("gevb-cifar10", "Clark et al. 2021 Table (CIFAR-10): GEVB/BP in VNNs vs BP/DFA/DFA+",
+                     summary=lambda records: summary_tables("cifar10", records))
 def gevb_cifar10(ctx: ExperimentContext) -> list[dict[str, Any]]:  # noqa: D103
     return _table_experiment(ctx, "gevb-cifar10", "cifar10")
 
