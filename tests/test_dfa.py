@@ -103,10 +103,14 @@ def test_dfa_signal_angles_against_hand_computation() -> None:
     error = torch.softmax(model[2](hidden), 1) - F.one_hot(y, 3)
     feedback = rule.feedback_blocks()["0"]
     expected = sum(angle_degrees(e @ model[2].weight.detach(), e @ feedback) for e in error) / len(error)
-    assert rule.signal_angles(x, y) == pytest.approx([expected], abs=1e-6)
+    assert rule.signal_angles(x, y) == pytest.approx({"0": expected}, abs=1e-6)
     assert all(p.grad is None for p in model.parameters())
     feedback.copy_(model[2].weight.detach())  # B = W2: DFA's signal is the exact gradient
-    assert rule.signal_angles(x, y) == pytest.approx([0.0], abs=1e-4)
+    assert rule.signal_angles(x, y) == pytest.approx({"0": 0.0}, abs=1e-4)
+    from creditlab.analysis.alignment import measure_alignment
+
+    metrics = measure_alignment(rule, x, y)  # --track-alignment reports it on the hidden weight
+    assert metrics["0.weight"]["signal_angle_deg"] == pytest.approx(0.0, abs=1e-4)
 
 
 def test_dfa_sends_no_error_through_the_chain() -> None:

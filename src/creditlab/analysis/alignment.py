@@ -7,7 +7,10 @@ true gradient g = ``rule.true_gradients(...)[name]`` (autograd with exact transp
 - ``sign_agreement``: the fraction of entries with sign(u) = sign(g), over entries where g != 0;
 - ``norm_ratio``: |u| / |g|;
 - ``weight_feedback_angle_deg`` (rules with a ``feedback_matrices()`` method, e.g. FA, uSF): the angle
-  between the forward weight W and its feedback matrix B (BioTorch's layer alignment).
+  between the forward weight W and its feedback matrix B (BioTorch's layer alignment);
+- ``signal_angle_deg`` (rules with a ``signal_angles()`` method, DFA and DFA+), on a hidden layer's
+  weight: the mean per-example angle between the exact gradient at the block and the DFA signal B e
+  (the GEVB paper's DFA alignment).
 
 Undefined values (a zero vector) are ``nan``. Measuring does not disturb training: ``.grad``, the
 global RNG states, the model's state dict (BatchNorm statistics, brSF draw counters) and the rule's
@@ -141,6 +144,11 @@ def measure_alignment(rule: Rule, inputs: torch.Tensor, targets: torch.Tensor) -
             for name, matrix in feedback_matrices().items():
                 if name in metrics and params[name].shape == matrix.shape:
                     metrics[name]["weight_feedback_angle_deg"] = angle_degrees(params[name], matrix)
+        signal_angles = getattr(rule, "signal_angles", None)
+        if callable(signal_angles):  # DFA: exact gradient vs B e where the signal enters the block
+            for layer, angle in signal_angles(inputs, targets).items():
+                if f"{layer}.weight" in metrics:
+                    metrics[f"{layer}.weight"]["signal_angle_deg"] = angle
     return metrics
 
 

@@ -151,7 +151,7 @@ def paper_angles(rule: Rule, inputs: torch.Tensor, targets: torch.Tensor) -> lis
     if isinstance(rule.model, VectorizedNet):
         return credit_alignment_angles(rule.model, inputs)
     if isinstance(rule, DirectFeedbackAlignment):
-        return rule.signal_angles(inputs, targets)
+        return list(rule.signal_angles(inputs, targets).values())
     return None
 
 

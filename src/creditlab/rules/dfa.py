@@ -283,8 +283,8 @@ class DirectFeedbackAlignment(Rule):
         torch.autograd.backward(roots, grads)
         return StepOutput(loss.detach(), output)
 
-    def signal_angles(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:
-        """Per hidden block, first first: the angle (degrees) between the exact gradient dL/dh_l and the
+    def signal_angles(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """{hidden layer path: angle}, first layer first: the angle (degrees) between the exact gradient dL/dh_l and the
         DFA signal B_l e where it enters (block output or feedback site), averaged over the examples where
         both are nonzero (the GEVB paper's DFA alignment metric, note §1.7). Leaves ``.grad`` untouched."""
         recorder = _BlockRecorder(self.model)
@@ -294,11 +294,11 @@ class DirectFeedbackAlignment(Rule):
         loss = self.loss_fn(output, targets)
         error, *true_grads = torch.autograd.grad(loss, [output, *entries], allow_unused=True)
         signals = torch.split(error.matmul(self.feedback_matrix.to(error.dtype)), self.block_sizes, dim=1)
-        angles = []
-        for true_grad, signal in zip(true_grads, signals, strict=True):
+        angles = {}
+        for name, true_grad, signal in zip(self.hidden_layer_names, true_grads, signals, strict=True):
             true_flat = (torch.zeros_like(signal) if true_grad is None
                          else true_grad.reshape(len(inputs), -1))
-            angles.append(mean_example_angle(true_flat, signal))
+            angles[name] = mean_example_angle(true_flat, signal)
         return angles
 
 
