@@ -200,3 +200,13 @@ def test_command_line_trains_chosen_cells_and_records_them(tmp_path, monkeypatch
     monkeypatch.setattr(fa_theory, "alignment_sweep", lambda ctx, *args: calls.append((ctx.seed, *args)))
     fa_theory.main(["alignment", "--activation", "tanh", "--widths", "800,1600", "--runs", "50", "--seed", "7"])
     assert calls == [(7, "tanh", (800, 1600), 50)]
+    monkeypatch.undo()
+    from creditlab.results import append_record, make_record
+
+    append_record(tmp_path / "results.jsonl", make_record(
+        "reproduce", "fa-theory-alignment", {"activation": "sigmoid", "seed": 0, "quick": False},
+        {"cells": [{"width": 200, "lambda": 0.0, "ours": {"n": 2}, "alignment_values": [0.2, 0.3]}]}))
+    fa_theory.main(["figures", "--out", str(tmp_path)])  # redrawn from the records alone
+    assert (tmp_path / "alignment_sigmoid.png").is_file() and not (tmp_path / "alignment_tanh.png").exists()
+    with pytest.raises(SystemExit):
+        fa_theory.main(["alignment", "--activation", "relu"])  # no widths

@@ -16,6 +16,7 @@ The authors' numbers below were re-aggregated from their released CSVs
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -160,10 +161,17 @@ def alignment_sweep(ctx: ExperimentContext, activation: str, widths: tuple[int, 
     record = make_record("reproduce", name, config, final, wall_time_s=time.perf_counter() - start,
                          device=ctx.device)
     ctx.record(record)
-    stem = f"alignment_{activation}" + ("_quick" if ctx.quick else "")
-    ctx.figure(_alignment_figure(activation, recorded_cells(ctx.out_dir / "results.jsonl", activation, ctx.quick)
-                                 or cells), stem)
+    draw_alignment_figure(ctx, activation, cells)
     return record
+
+
+def draw_alignment_figure(ctx: ExperimentContext, activation: str,
+                          fallback_cells: list[dict[str, Any]] | None = None) -> Path | None:
+    """Redraw ``alignment_<activation>.png`` from every recorded cell (seeds pooled) in ``ctx.out_dir``."""
+    cells = recorded_cells(ctx.out_dir / "results.jsonl", activation, ctx.quick) or fallback_cells
+    if not cells:
+        return None
+    return ctx.figure(_alignment_figure(activation, cells), f"alignment_{activation}" + ("_quick" if ctx.quick else ""))
 
 
 def recorded_cells(path: Any, activation: str, quick: bool = False) -> list[dict[str, Any]]:
@@ -463,18 +471,19 @@ def main(argv: list[str] | None = None) -> None:
         python -m creditlab.experiments.fa_theory alignment --activation relu --widths 800,1600 \\
             --runs 50 --seed 7 --threads 1 --out results/fa_theory
         python -m creditlab.experiments.fa_theory loss --activation tanh --widths 3200 --runs 50
+        python -m creditlab.experiments.fa_theory figures --out results/fa_theory
 
     Each call appends its records to ``<out>/results.jsonl`` and redraws the figure from every recorded
     cell, so cells can be added run by run (a different ``--seed`` gives independent runs).
     """
     import argparse
-    from pathlib import Path
 
     parser = argparse.ArgumentParser(prog="python -m creditlab.experiments.fa_theory",
                                      description="Train cells of the FA-theory sweeps (Song, Xu & Lafferty).")
-    parser.add_argument("kind", choices=("alignment", "loss"))
-    parser.add_argument("--activation", required=True, choices=sorted(AUTHOR_SETTINGS))
-    parser.add_argument("--widths", required=True, help="comma-separated widths p, e.g. 800,1600")
+    parser.add_argument("kind", choices=("alignment", "loss", "figures"),
+                        help="figures: redraw the alignment figures from the records in --out")
+    parser.add_argument("--activation", choices=sorted(AUTHOR_SETTINGS))
+    parser.add_argument("--widths", help="comma-separated widths p, e.g. 800,1600")
     parser.add_argument("--runs", type=int, default=50, help="runs per (width, lambda)")
     parser.add_argument("--steps", type=int, default=5000, help="loss curves: steps per run")
     parser.add_argument("--seed", type=int, default=0)
@@ -484,8 +493,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    widths = tuple(int(w) for w in args.widths.split(","))
     ctx = ExperimentContext(device=args.device, out_dir=Path(args.out), seed=args.seed)
+    if args.kind == "figures":
+        for activation in [args.activation] if args.activation else sorted(AUTHOR_SETTINGS):
+            if (path := draw_alignment_figure(ctx, activation)) is not None:
+                print(f"wrote {path}")
+        return
+    if not args.activation or not args.widths:
+        parser.error(f"{args.kind} needs --activation and --widths")
+    widths = tuple(int(w) for w in args.widths.split(","))
     if args.kind == "alignment":
         alignment_sweep(ctx, args.activation, widths, args.runs)
     else:
