@@ -243,7 +243,7 @@ def test_report_tables_and_plots(tmp_path: Path) -> None:
     assert "| final_alignment.mean |" in text and "| 0 | 0.0502 |" in text  # one row per lambda
     assert "config.paper.slope (paper)" in text
     # fa-theory-alignment: the experiment's summary, runs of both seeds pooled beside the authors'
-    assert "| 0 | 0.220±0.026 (3) / 0.220±0.051 | – / 0.136±0.043 |" in text
+    assert "| 0 | 0.220±0.026 (3) / 0.220±0.051 | – / 0.136±0.043 |" in text and "| 1/1 | – |" in text
     assert read_records(store)[0]["commit"] in text and "cpu:" in text  # provenance of every row
     for name in ("learning_curves", "alignment", "accuracy_vs_step_time"):
         png = tmp_path / "report" / f"{name}.png"

@@ -15,6 +15,7 @@ The authors' numbers below were re-aggregated from their released CSVs
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -225,7 +226,7 @@ def alignment_summary(records: list[dict[str, Any]]) -> list[SummaryTable]:
         widths = sorted({w for by_width in authors.values() for w in by_width} | {w for w, _ in cells})
         rows = []
         for lam in sorted({lam for _, lam in cells} | set(authors)):
-            row, compared, within = [f"{lam:g}"], 0, 0
+            row, compared, within, z_scores = [f"{lam:g}"], 0, 0, []
             for width in widths:
                 cell, theirs = cells.get((width, lam)), authors.get(lam, {}).get(width)
                 ours = "–"
@@ -236,11 +237,16 @@ def alignment_summary(records: list[dict[str, Any]]) -> list[SummaryTable]:
                         compared += 1
                         within += cell["within_2sd_of_authors"]
                         ours += "" if cell["within_2sd_of_authors"] else " ✗"
+                    if theirs is not None and o["n"] >= 10:
+                        z_scores.append(abs(o["mean"] - theirs[0])
+                                        / math.sqrt(o["sd"] ** 2 / o["n"] + theirs[1] ** 2 / theirs[2]))
                 row.append(ours + (f" / {theirs[0]:.3f}±{theirs[1]:.3f}" if theirs else ""))
-            rows.append([*row, f"{within}/{compared}"])
+            rows.append([*row, f"{within}/{compared}", f"{max(z_scores):.1f}" if z_scores else "–"])
         note = (f"{activation}: cos(β, b) at the end of training; each cell ours mean±sd (runs, all seeds "
-                "pooled) / the authors' mean±sd over 50 runs; ✗: our mean is more than two of their sd away.")
-        tables.append(SummaryTable(["λ", *[f"p = {w}" for w in widths], "within 2 sd"], rows, note))
+                "pooled) / the authors' mean±sd over 50 runs; ✗: our mean is more than two of their sd away. "
+                "max |z|: the largest difference of the two means in standard errors, "
+                "(ours - theirs) / sqrt(sd_o²/n_o + sd_a²/n_a), over this row's cells with at least 10 runs.")
+        tables.append(SummaryTable(["λ", *[f"p = {w}" for w in widths], "within 2 sd", "max |z|"], rows, note))
     return tables
 
 
