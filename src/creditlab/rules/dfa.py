@@ -25,8 +25,8 @@ aReLU output, before pooling (so conv blocks get a full-resolution signal, not o
 each pooling window). A marked model needs exactly one site in every hidden block.
 
 Feedback entries are U(-sqrt(3/d_l), sqrt(3/d_l)) with d_l = numel(h_l) (or of the site output), so
-||B_l e|| ~ ||e||, the norm of the backprop signal in a well-initialized net. ``dfa+`` uses their absolute values
-(nonnegative feedback, for nonnegative networks; GEVB paper §1.4 used U[0, 1]). Matrices are
+||B_l e|| ~ ||e||, the norm of the backprop signal in a well-initialized net. ``dfa+`` uses their
+absolute values (nonnegative feedback, for nonnegative networks; GEVB paper §1.4 used U[0, 1]). Matrices are
 registered buffers of the rule (``feedback_matrix``: all B_l side by side, (K, sum d_l)).
 
 Accepted models: chains whose weight layers are each called once per forward, where the input of
@@ -284,9 +284,9 @@ class DirectFeedbackAlignment(Rule):
         return StepOutput(loss.detach(), output)
 
     def signal_angles(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        """{hidden layer path: angle}, first layer first: the angle (degrees) between the exact gradient dL/dh_l and the
-        DFA signal B_l e where it enters (block output or feedback site), averaged over the examples where
-        both are nonzero (the GEVB paper's DFA alignment metric, note §1.7). Leaves ``.grad`` untouched."""
+        """{hidden layer path: angle in degrees}, first layer first, between the exact gradient dL/dh_l and
+        the DFA signal B_l e where it enters (block output or feedback site), averaged over the examples
+        where both are nonzero (the GEVB paper's DFA alignment metric, note §1.7). Leaves ``.grad`` alone."""
         recorder = _BlockRecorder(self.model)
         with torch.enable_grad(), recorder.recording(detach=False):
             output = self.model(inputs)
