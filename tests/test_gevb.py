@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import perturbed_vnn
+from creditlab.bench.report import render_markdown
 from creditlab.errors import IncompatibleModelError
 from creditlab.models import build_model
 from creditlab.models.vnn import build_vectorized, seeded_generator
@@ -223,7 +224,8 @@ def test_table_keeps_the_newest_record_of_each_run() -> None:
                           "authors_test_error_pct": 1.87, "authors_train_error_pct": 0.06}}
 
     table = error_table("mnist", [rec(0, 9.0, 3), rec(1, 3.0, 5), rec(0, 2.0, 10),
-                                     rec(0, 1.5, 100, device="cuda:NVIDIA H100")]).markdown()
+                                     rec(0, 1.5, 100, device="cuda:NVIDIA H100")])
+    table = render_markdown([table], Path("."))
     rows = [line for line in table.splitlines() if line.startswith("| vnn-fc")]
     assert rows == ["| vnn-fc:gevb+ | cpu | all | 2.50 (0.00) | 2 | 5,10 | 1.87 (0.06) |",
                     "| vnn-fc:gevb+ | cuda | all | 1.50 (0.00) | 1 | 100 | 1.87 (0.06) |"]
@@ -237,7 +239,8 @@ def test_angle_table_puts_seed_means_per_layer_beside_the_authors() -> None:
                                                         "train_limit": None, "test_limit": None},
                 "final": {"epochs": 100, "credit_angles_init": init, "credit_angles_final": final}}
 
-    table = angle_table("mnist", [rec(0, [9.0, 55.0], [40.0, 57.0]), rec(1, [9.4, 55.4], [42.0, 58.0])]).markdown()
+    table = angle_table("mnist", [rec(0, [9.0, 55.0], [40.0, 57.0]), rec(1, [9.4, 55.4], [42.0, 58.0])])
+    table = render_markdown([table], Path("."))
     lines = table.splitlines()
     assert "| vnn-fc:gevb+ | cuda | 2 | 100,100 | 9.2, 55.2 | 41.0, 57.5 | 9.2, 55.7 | 41.3, 57.7 |" in lines
     assert "| arelu-fc:dfa | - | 0 | - | no record | no record | 90.1, 89.5 | 64.8, 67.0 |" in lines

@@ -387,13 +387,13 @@ def reproduce_blocks(records: Sequence[dict[str, Any]], compact: bool = False) -
                   f"{', '.join(commits)}; device {', '.join(devices)}.")
         if quick:
             header += " Quick mode: smoke numbers from a reduced run, not results."
-        flat = [{k: v for k, v in flatten_scalars(r.get("final") or {}).items()} for r in group]
-        shared = [k for k in flat[0] if all(k in f for f in flat[1:])]
         summary = experiments.get(name).summary if name in experiments else None
         if summary is not None:  # the experiment's own tables (e.g. runs pooled over records)
-            blocks += [Heading(3, name), Paragraph(header)]
-            blocks += [Table(t.header, t.rows, [t.note] if t.note else []) for t in summary(group)]
-        elif len(group) > 1 and len(shared) <= MAX_WIDE_COLUMNS:
+            blocks += [Heading(3, name), Paragraph(header), *summary(group)]
+            continue
+        flat = [{k: v for k, v in flatten_scalars(r.get("final") or {}).items()} for r in group]
+        shared = [k for k in flat[0] if all(k in f for f in flat[1:])]
+        if len(group) > 1 and len(shared) <= MAX_WIDE_COLUMNS:
             paper_keys = [k for k in shared if PAPER_KEY.search(k)]
             numeric = [k for k in shared if k not in paper_keys
                        and all(isinstance(f[k], int | float) for f in flat)]

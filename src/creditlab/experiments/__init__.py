@@ -20,10 +20,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from creditlab.registry import Registry, import_submodules
 from creditlab.results import append_record
+
+if TYPE_CHECKING:
+    from creditlab.bench.report import Table
 
 
 @dataclass
@@ -51,22 +54,8 @@ class ExperimentContext:
         return path
 
 
-@dataclass(frozen=True)
-class SummaryTable:
-    """A table that an experiment makes from its records (ours beside the paper's), for the report."""
-
-    header: list[str]
-    rows: list[list[str]]
-    note: str = ""
-
-    def markdown(self) -> str:
-        """The table as GitHub markdown (the note, if any, as a line below it)."""
-        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
-        return "\n".join(lines) + "\n" + (f"\n{self.note}\n" if self.note else "")
-
-
-Summary = Callable[[list[dict[str, Any]]], list[SummaryTable]]
+#: records -> the report's tables for an experiment (``creditlab.bench.report.Table``)
+Summary = Callable[[list[dict[str, Any]]], list["Table"]]
 
 
 @dataclass(frozen=True)
@@ -102,5 +91,4 @@ def load_all() -> Registry[Experiment]:
     return EXPERIMENTS
 
 
-__all__ = ["EXPERIMENTS", "Experiment", "ExperimentContext", "Summary", "SummaryTable", "load_all",
-           "register_experiment"]
+__all__ = ["EXPERIMENTS", "Experiment", "ExperimentContext", "Summary", "load_all", "register_experiment"]

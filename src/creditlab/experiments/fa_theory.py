@@ -33,7 +33,8 @@ from creditlab.analysis.fa_theory import (
     summarize,
     train_in_batches,
 )
-from creditlab.experiments import ExperimentContext, SummaryTable, register_experiment
+from creditlab.bench.report import Table
+from creditlab.experiments import ExperimentContext, register_experiment
 from creditlab.results import append_record, make_record, read_records
 
 # activation -> lambda -> width -> (mean, sd, runs) of cos(beta, b), from the authors' v6 CSVs.
@@ -119,6 +120,15 @@ def _generator(seed: int, *parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(key)
 
 
+def _authors_comparison(activation: str, lam: float, width: int, ours: dict[str, float]) -> dict[str, Any]:
+    """The authors' cell (mean, sd, n) and whether our mean is within two of their sd; {} where they have none."""
+    theirs = AUTHOR_ALIGNMENT[activation].get(lam, {}).get(width)
+    if theirs is None:
+        return {}
+    return {"authors": {"mean": theirs[0], "sd": theirs[1], "n": theirs[2]},
+            "within_2sd_of_authors": abs(ours["mean"] - theirs[0]) <= 2 * theirs[1]}
+
+
 def alignment_sweep(ctx: ExperimentContext, activation: str, widths: tuple[int, ...],
                     runs: int | dict[int, int], base_steps: int | None = None,
                     name: str = "fa-theory-alignment") -> dict[str, Any]:
@@ -138,21 +148,18 @@ def alignment_sweep(ctx: ExperimentContext, activation: str, widths: tuple[int, 
                          device=ctx.device)
         for i, lam in enumerate(cell.lambdas):
             ours = summarize(cell.alignment[i])
-            theirs = AUTHOR_ALIGNMENT[activation].get(lam, {}).get(width)
             entry = {"activation": activation, "lambda": lam, "width": width, "ours": ours,
                      "alignment_values": cell.alignment[i].tolist(),
                      "mean_steps": float(cell.steps[i].double().mean()),
                      "max_steps": int(cell.steps[i].max()),
                      "mean_final_loss": float(cell.final_loss[i].double().mean()),
                      "runs_hit_step_cap": int(cell.hit_max_steps[i].sum()),
-                     "cell_wall_time_s": cell.wall_time_s}
-            if theirs is not None:
-                entry["authors"] = {"mean": theirs[0], "sd": theirs[1], "n": theirs[2]}
-                entry["within_2sd_of_authors"] = abs(ours["mean"] - theirs[0]) <= 2 * theirs[1]
+                     "cell_wall_time_s": cell.wall_time_s, **_authors_comparison(activation, lam, width, ours)}
             cells.append(entry)
+            theirs = entry.get("authors")
             print(f"[{name}] {activation} p={width} lambda={lam:g}: ours {ours['mean']:.3f} +- "
                   f"{ours['sd']:.3f} (n={ours['n']})"
-                  + (f"  authors {theirs[0]:.3f} +- {theirs[1]:.3f}" if theirs else ""), flush=True)
+                  + (f"  authors {theirs['mean']:.3f} +- {theirs['sd']:.3f}" if theirs else ""), flush=True)
     compared = [c["within_2sd_of_authors"] for c in cells if "within_2sd_of_authors" in c]
     config = {"activation": activation, "data": setting.data, "step_size": setting.step_size,
               "lambdas": list(setting.lambdas), "n": setting.n, "d": setting.d, "widths": list(widths),
@@ -204,19 +211,16 @@ def pooled_cells(records: list[dict[str, Any]], activation: str, quick: bool = F
     for (width, lam), seeds in sorted(per_seed.items()):
         values = [v for seed in sorted(seeds) for v in seeds[seed]["alignment_values"]]
         ours = summarize(torch.tensor(values, dtype=torch.float64))
-        cell = {"activation": activation, "lambda": lam, "width": width, "ours": ours,
-                "alignment_values": values, "seeds": {str(seed): seeds[seed]["ours"]["n"] for seed in sorted(seeds)}}
-        theirs = AUTHOR_ALIGNMENT[activation].get(lam, {}).get(width)
-        if theirs is not None:
-            cell["authors"] = {"mean": theirs[0], "sd": theirs[1], "n": theirs[2]}
-            cell["within_2sd_of_authors"] = abs(ours["mean"] - theirs[0]) <= 2 * theirs[1]
-        pooled.append(cell)
+        pooled.append({"activation": activation, "lambda": lam, "width": width, "ours": ours,
+                       "alignment_values": values,
+                       "seeds": {str(seed): seeds[seed]["ours"]["n"] for seed in sorted(seeds)},
+                       **_authors_comparison(activation, lam, width, ours)})
     return pooled
 
 
-def alignment_summary(records: list[dict[str, Any]]) -> list[SummaryTable]:
+def alignment_summary(records: list[dict[str, Any]]) -> list[Table]:
     """One table per activation: pooled cells (rows lambda, columns width) beside the authors' 50-run cells."""
-    quick = not any(not r.get("config", {}).get("quick") for r in records)
+    quick = all(r.get("config", {}).get("quick") for r in records)
     tables = []
     for activation in AUTHOR_SETTINGS:
         cells = {(c["width"], c["lambda"]): c for c in pooled_cells(records, activation, quick)}
@@ -246,7 +250,7 @@ def alignment_summary(records: list[dict[str, Any]]) -> list[SummaryTable]:
                 "pooled) / the authors' mean±sd over 50 runs; ✗: our mean is more than two of their sd away. "
                 "max |z|: the largest difference of the two means in standard errors, "
                 "(ours - theirs) / sqrt(sd_o²/n_o + sd_a²/n_a), over this row's cells with at least 10 runs.")
-        tables.append(SummaryTable(["λ", *[f"p = {w}" for w in widths], "within 2 sd", "max |z|"], rows, note))
+        tables.append(Table(["λ", *[f"p = {w}" for w in widths], "within 2 sd", "max |z|"], rows, [note]))
     return tables
 
 

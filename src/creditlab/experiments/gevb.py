@@ -41,8 +41,9 @@ from typing import Any
 
 import torch
 
+from creditlab.bench.report import Table, render_markdown
 from creditlab.data import Dataset, load_dataset
-from creditlab.experiments import ExperimentContext, SummaryTable, register_experiment
+from creditlab.experiments import ExperimentContext, register_experiment
 from creditlab.models import build_model
 from creditlab.models.vnn import VectorizedNet, credit_alignment_angles
 from creditlab.results import device_type, make_record, read_records
@@ -240,7 +241,7 @@ def latest_per_run(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def error_table(dataset_name: str, records: list[dict[str, Any]]) -> SummaryTable:
+def error_table(dataset_name: str, records: list[dict[str, Any]]) -> Table:
     """Seed means of our test (train) error beside the authors', one line per row, device and data limit
     (the newest record of every run; see :func:`latest_per_run`)."""
     header = [f"{dataset_name} row", "device", "train examples", "ours: test err % (train)", "seeds", "epochs",
@@ -260,7 +261,7 @@ def error_table(dataset_name: str, records: list[dict[str, Any]]) -> SummaryTabl
         a_test, a_train = first["authors_test_error_pct"], first["authors_train_error_pct"]
         authors = f"{a_test} ({a_train})" if a_test is not None else "-"
         rows.append([name, device, limit, f"{test:.2f} ({train:.2f})", str(len(recs)), epochs, authors])
-    return SummaryTable(header, rows)
+    return Table(header, rows)
 
 
 def _layer_means(lists: list[list[float]]) -> str:
@@ -268,7 +269,7 @@ def _layer_means(lists: list[list[float]]) -> str:
     return ", ".join(f"{statistics.mean(values):.1f}" for values in zip(*lists, strict=True))
 
 
-def angle_table(dataset_name: str, records: list[dict[str, Any]]) -> SummaryTable:
+def angle_table(dataset_name: str, records: list[dict[str, Any]]) -> Table:
     """Per-layer alignment angles (first hidden layer first) at initialization and at the end of our
     runs (seed means of the newest record per run) beside the authors' 5-run means (note §1.7); rows
     the authors report without a record of ours carrying angles say "no record"."""
@@ -295,10 +296,10 @@ def angle_table(dataset_name: str, records: list[dict[str, Any]]) -> SummaryTabl
             rows.append([f"{model}:{label}", "-", "0", "-", "no record", "no record", a_init, a_final])
     note = ("Angles: vectorized rows, exact credit vs GEVB's all-ones credit; DFA rows, exact gradient vs the "
             "DFA signal B e where it enters; mean over the first 128 training images.")
-    return SummaryTable(header, rows, note)
+    return Table(header, rows, [note])
 
 
-def summary_tables(dataset_name: str, records: list[dict[str, Any]]) -> list[SummaryTable]:
+def summary_tables(dataset_name: str, records: list[dict[str, Any]]) -> list[Table]:
     """The error table and the angle table of one dataset's records."""
     return [error_table(dataset_name, records), angle_table(dataset_name, records)]
 
@@ -310,7 +311,7 @@ def write_table(ctx: ExperimentContext, experiment: str, dataset_name: str) -> P
     if not stored:
         return None
     path = ctx.out_dir / f"{experiment}-table.md"
-    path.write_text("\n".join(table.markdown() for table in summary_tables(dataset_name, stored)))
+    path.write_text(render_markdown(summary_tables(dataset_name, stored), ctx.out_dir))
     return path
 
 
@@ -472,6 +473,7 @@ def run_in_processes(args: argparse.Namespace, rows: list[Row], seeds: list[int]
     at a time; each writes its record (and checkpoints) into the shared output folder."""
     import subprocess
     import sys
+    from concurrent.futures import ThreadPoolExecutor
 
     shared = ["--dataset", args.dataset, "--epochs", str(args.epochs), "--out", args.out, "--device", args.device]
     for flag, value in (("--data-dir", args.data_dir), ("--threads", args.threads),
@@ -482,17 +484,9 @@ def run_in_processes(args: argparse.Namespace, rows: list[Row], seeds: list[int]
     jobs = [(f"{row.name} seed {seed}",
              [sys.executable, "-m", "creditlab.experiments.gevb", "--rows", row.name, "--seeds", str(seed), *shared])
             for row in rows if row.rule in RULES for seed in seeds]
-    running: dict[subprocess.Popen, str] = {}
-    failed = []
-    while jobs or running:
-        while jobs and len(running) < processes:
-            name, command = jobs.pop(0)
-            running[subprocess.Popen(command)] = name
-        time.sleep(0.2)
-        for proc in [p for p in running if p.poll() is not None]:
-            name = running.pop(proc)
-            if proc.returncode:
-                failed.append(name)
+    with ThreadPoolExecutor(processes) as pool:  # each thread waits on its own child process
+        codes = list(pool.map(lambda job: subprocess.run(job[1]).returncode, jobs))
+    failed = [name for (name, _), code in zip(jobs, codes, strict=True) if code]
     if failed:
         raise SystemExit(f"{len(failed)} run(s) failed: " + "; ".join(failed))
 
