@@ -17,6 +17,7 @@ from creditlab.models.vnn import (
     VectorizedNet,
     build_vectorized,
     credit_alignment_angles,
+    output_error,
     seeded_generator,
 )
 from creditlab.models.vnn_layers import AlternatingReLU, VecGate, VecInputConv2d, VecInputLinear
@@ -66,6 +67,22 @@ def expand_input(x: torch.Tensor, k: int) -> torch.Tensor:
     for i in range(k):
         expanded[:, i, i * features:(i + 1) * features] = x
     return expanded
+
+
+def test_output_error_closed_form_equals_autograd_on_the_logits() -> None:
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(7, 5, generator=generator, dtype=torch.float64) * 4
+    targets = torch.tensor([0, 4, 4, 2, 1, 3, 0])
+    loss, error = output_error(logits, targets, F.cross_entropy)  # closed form softmax - onehot
+    z = logits.clone().requires_grad_(True)
+    reference_loss = F.cross_entropy(z, targets)
+    (reference_error,) = torch.autograd.grad(reference_loss, z)
+    torch.testing.assert_close(loss, reference_loss.detach())
+    torch.testing.assert_close(error, reference_error)
+    # any other loss goes through autograd on the logits: label smoothing changes e
+    smoothed_loss, smoothed = output_error(logits, targets, lambda z, y: F.cross_entropy(z, y, label_smoothing=0.1))
+    assert not torch.allclose(smoothed, error)
+    torch.testing.assert_close(smoothed.sum(dim=1), torch.zeros(7, dtype=torch.float64))
 
 
 def test_block_structured_first_layer_equals_dense_expansion() -> None:

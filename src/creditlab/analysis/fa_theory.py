@@ -259,13 +259,18 @@ class _StopRule:
         self.plateau_tol, self.use_plateau, self.max_steps = plateau_tol, use_plateau, max_steps
 
     def observe(self, t: int, loss: torch.Tensor) -> None:
-        """Record the loss of the active runs at step t (before the update) and apply the plateau test."""
-        loss = loss.detach().cpu()
+        """Record the loss of the active runs at step t (before the update) and apply the plateau test.
+
+        The loss is copied to the host only when it is needed (a history, a checkpoint, a run that
+        stops), so a GPU batch is not synchronized on every step.
+        """
+        loss = loss.detach()
         if self.history is not None:
             row = torch.full((self.runs,), float("nan"), dtype=self.dtype)
-            row[self.active] = loss
+            row[self.active] = loss.cpu()
             self.history.append(row)
         if self.use_plateau and self.check_every > 0 and t % self.check_every == self.check_every - 1:
+            loss = loss.cpu()
             converged = (loss - self.last_checkpoint[self.active]).abs() < self.plateau_tol
             self.keep_going[self.active] &= ~converged
             self.last_checkpoint[self.active] = loss
@@ -281,7 +286,8 @@ class _StopRule:
             self.hit_cap[self.active[~done]] = True
             done = torch.ones_like(done)
         ids = self.active[done]
-        self.steps[ids], self.final_loss[ids] = steps_done, self._loss[done]
+        if ids.numel() > 0:
+            self.steps[ids], self.final_loss[ids] = steps_done, self._loss.cpu()[done]
         return done
 
     def drop(self, done: torch.Tensor) -> None:

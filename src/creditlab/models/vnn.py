@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from creditlab.analysis.alignment import mean_example_angle
 from creditlab.models import register_model
@@ -116,7 +117,17 @@ class ForwardRecord:
 
 def output_error(logits: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, e) with e = dL/dz (batch, K); for mean cross-entropy e = (softmax(z) - onehot(y)) / batch."""
+    """(loss, e) with e = dL/dz (batch, K); for mean cross-entropy e = (softmax(z) - onehot(y)) / batch.
+
+    Mean cross-entropy on class indices (the GEVB protocol) takes that closed form directly; any other
+    loss gets e from autograd on the logits alone (no graph through the network either way).
+    """
+    if loss_fn is F.cross_entropy and logits.dim() == 2 and not targets.is_floating_point():
+        log_probs = torch.log_softmax(logits.detach(), dim=1)
+        loss = F.nll_loss(log_probs, targets)
+        error = log_probs.exp()
+        error.scatter_add_(1, targets.view(-1, 1), error.new_full((len(targets), 1), -1.0))
+        return loss, error / len(targets)
     with torch.enable_grad():
         z = logits.detach().requires_grad_(True)
         loss = loss_fn(z, targets)
