@@ -11,7 +11,12 @@ from the same rounds, beside the authors' implementation (anchor_perf.md: FC-Vec
 Conv-Vec 1408 ms on 2 CPU threads; 2.46 / 3.76 ms on an H100).
 
     python benchmarks/gevb_step_time.py [--steps 40] [--models fc,conv] [--device cpu] [--out FILE]
-        [--authors-code DIR] [--adam shipped|fused|default]
+        [--authors-code DIR] [--adam shipped|fused|default] [--compile reduce-overhead]
+
+``--compile MODE`` adds GEVB and BP-in-VNN with the whole step under ``torch.compile`` (the GEVB step
+is one graph: no backward pass, a closed-form output error), after checking that three compiled steps
+leave the same weights as three eager ones. On a GPU, ``reduce-overhead`` (CUDA graphs) is the mode
+aimed at the launch-bound 2-5 ms step.
 
 Adam: creditlab's trainer uses torch's fused Adam; ``--adam shipped`` (default) times each code base
 with its own optimizer, ``fused`` / ``default`` give every variant the same one.
@@ -51,12 +56,20 @@ AUTHORS_MS = {  # anchor_perf.md §1 (median ms/step, batch 128)
 StepFn = Callable[[torch.Tensor, torch.Tensor], None]
 
 
-def make_steps(model_kind: str, device: str, seed: int = 0, fused_adam: bool = False) -> dict[str, StepFn]:
-    """One training-step closure per variant, each with its own copy of the same initial model."""
+def make_steps(model_kind: str, device: str, seed: int = 0, fused_adam: bool = False,
+               compile_mode: str | None = None) -> dict[str, StepFn]:
+    """One training-step closure per variant, each with its own copy of the same initial model.
+
+    compile_mode: also time GEVB and BP-in-VNN with the whole step (rule, Adam, projection) under
+    ``torch.compile(mode=compile_mode)``, as ``gevb-compiled`` / ``bp-vnn-compiled``.
+    """
     torch.manual_seed(seed)
     base = build_model(f"vnn-{model_kind}", (1, 28, 28), 10, seed=seed).to(device)
     steps = {}
-    for variant in ("gevb", "bp-vnn", "autograd"):
+    variants = ["gevb", "bp-vnn", "autograd"]
+    if compile_mode:
+        variants += ["gevb-compiled", "bp-vnn-compiled"]
+    for variant in variants:
         model = copy.deepcopy(base)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-4,
                                      fused=fused_adam or None)
@@ -68,15 +81,38 @@ def make_steps(model_kind: str, device: str, seed: int = 0, fused_adam: bool = F
                 optimizer.step()
                 apply_constraints(model)
         else:
-            rule = build_rule("gevb" if variant == "gevb" else "bp", model)
+            rule = build_rule("gevb" if variant.startswith("gevb") else "bp", model)
 
             def step(x: torch.Tensor, y: torch.Tensor, rule=rule, model=model, optimizer=optimizer) -> None:
                 rule.step(x, y)
                 optimizer.step()
                 apply_constraints(model)
+            if variant.endswith("-compiled"):
+                step = torch.compile(step, mode=compile_mode)
+        step.model = model  # read by check_compiled_steps
         steps[variant] = step
     steps["fwd+in-grad"] = make_floor_step(copy.deepcopy(base))
     return steps
+
+
+def check_compiled_steps(steps: dict[str, StepFn], batches: list[tuple[torch.Tensor, torch.Tensor]],
+                         rounds: int = 3) -> dict[str, float]:
+    """Run each compiled step and its eager twin ``rounds`` steps from the same initial weights and
+    return the largest parameter difference, relative to the parameters' scale (this also compiles)."""
+    differences = {}
+    for name in [n for n in steps if n.endswith("-compiled")]:
+        eager_name = name.removesuffix("-compiled")
+        for batch in batches[:rounds]:
+            steps[eager_name](*batch)
+            steps[name](*batch)
+        eager_params = dict(steps[eager_name].model.named_parameters())
+        worst = 0.0
+        for pname, param in steps[name].model.named_parameters():
+            reference = eager_params[pname].detach()
+            scale = reference.abs().max().clamp_min(1e-12)
+            worst = max(worst, float((param.detach() - reference).abs().max() / scale))
+        differences[name] = worst
+    return differences
 
 
 def make_floor_step(model: torch.nn.Module) -> StepFn:
@@ -138,6 +174,9 @@ def main() -> None:  # noqa: D103
     parser.add_argument("--out", default=None, help="append a perf record per model to this JSON-lines file")
     parser.add_argument("--authors-code", default=None, help="VectorizedNets checkout to time alongside")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--compile", default=None, dest="compile_mode",
+                        choices=["default", "reduce-overhead", "max-autotune"],
+                        help="also time GEVB and BP-in-VNN with the whole step under torch.compile(mode=...)")
     parser.add_argument("--adam", default="shipped", choices=["shipped", "fused", "default"],
                         help="shipped: creditlab's fused Adam (as its trainer) vs the authors' default Adam "
                              "(as their train_models.py); fused / default: the same Adam for every variant")
@@ -150,7 +189,14 @@ def main() -> None:  # noqa: D103
     device_type = torch.device(args.device).type
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, torch {torch.__version__}")
     for kind in args.models.split(","):
-        steps = make_steps(kind, args.device, fused_adam=args.adam in ("shipped", "fused"))
+        steps = make_steps(kind, args.device, fused_adam=args.adam in ("shipped", "fused"),
+                           compile_mode=args.compile_mode)
+        compiled_difference = check_compiled_steps(steps, batches)
+        for name, difference in compiled_difference.items():
+            print(f"{name}: largest parameter difference from eager after 3 steps {difference:.1e} "
+                  "(relative to the parameter's largest entry)")
+            if difference > 1e-3:
+                raise SystemExit(f"{name} does not compute the eager step; not timing it")
         if args.authors_code:
             steps.update(make_authors_steps(kind, args.device, args.authors_code, fused_adam=args.adam == "fused"))
         seconds = time_interleaved(steps, batches, args.steps, args.warmup, args.device)
@@ -158,13 +204,13 @@ def main() -> None:  # noqa: D103
         median = {name: statistics.median(t) for name, t in times.items()}
         authors = AUTHORS_MS.get((kind, device_type), {})
         print(f"\n{kind.upper()}-Vec (nonnegative), batch 128, {args.steps} interleaved rounds")
-        print(f"{'variant':<10} {'median ms':>10} {'min':>8} {'max':>8} {'/ BP-in-VNN':>12} "
+        print(f"{'variant':<16} {'median ms':>10} {'min':>8} {'max':>8} {'/ BP-in-VNN':>12} "
               f"{'authors ms':>11} {'speed-up':>9}")
         final = {}
         for name, t in times.items():
             ref = authors.get({"gevb": "gevb", "bp-vnn": "vec-bp"}.get(name, ""), None)
             speedup = ref / median[name] if ref else None
-            print(f"{name:<10} {median[name]:>10.2f} {min(t):>8.2f} {max(t):>8.2f} "
+            print(f"{name:<16} {median[name]:>10.2f} {min(t):>8.2f} {max(t):>8.2f} "
                   f"{median[name] / median['bp-vnn']:>12.3f} {ref if ref else '-':>11} "
                   f"{f'{speedup:.1f}x' if speedup else '-':>9}")
             final[name] = {"median_ms": median[name], "min_ms": min(t), "max_ms": max(t),
@@ -179,7 +225,8 @@ def main() -> None:  # noqa: D103
         if args.out:
             config = {"model": f"vnn-{kind}", "batch_size": 128, "rounds": args.steps, "warmup": args.warmup,
                       "optimizer": "adam", "lr": 3e-4, "adam": args.adam,
-                      "authors_code": args.authors_code, "threads": torch.get_num_threads()}
+                      "authors_code": args.authors_code, "threads": torch.get_num_threads(),
+                      "compile_mode": args.compile_mode}
             append_record(args.out, make_record("perf", f"gevb-step-time/{kind}-vec", config, final,
                                                 device=args.device))
 
