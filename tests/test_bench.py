@@ -244,13 +244,15 @@ def test_report_tables_and_plots(tmp_path: Path) -> None:
     assert "config.paper.slope (paper)" in text
     # fa-theory-alignment: the experiment's summary, runs of both seeds pooled beside the authors'
     assert "| 0 | 0.220±0.026 (3) / 0.220±0.051 | – / 0.136±0.043 |" in text and "| 1/1 | – |" in text
+    title = "**relu: targets from a random teacher network"  # each panel's table is named above it
+    assert text.index(title) < text.index("| 0 | 0.220±0.026 (3)")
     assert read_records(store)[0]["commit"] in text and "cpu:" in text  # provenance of every row
     for name in ("learning_curves", "alignment", "accuracy_vs_step_time"):
         png = tmp_path / "report" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({name}.png)" in text
     page = build_report([store], tmp_path / "html", "html").read_text()
-    assert "<table>" in page and "97.12" in page and 'src="alignment.png"' in page
+    assert "<table>" in page and "<caption>relu: targets" in page and "97.12" in page and 'src="alignment.png"' in page
     with pytest.raises(CreditlabError, match="format"):
         build_report([store], tmp_path, "pdf")
     with pytest.raises(CreditlabError, match="no results"):

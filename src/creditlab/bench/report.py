@@ -52,11 +52,13 @@ class Paragraph:
 
 @dataclass
 class Table:
-    """A table: column names and rows of already formatted cells, with optional notes below it."""
+    """A table: column names and rows of already formatted cells, an optional title above it and
+    optional notes below it."""
 
     columns: list[str]
     rows: list[list[str]]
     notes: list[str] = field(default_factory=list)
+    title: str = ""
 
 
 @dataclass
@@ -86,6 +88,8 @@ def render_markdown(blocks: Sequence[Block], base: Path) -> str:
             def cell(text: str) -> str:
                 return str(text).replace("|", "\\|").replace("\n", " ")
 
+            if block.title:
+                out += [f"**{block.title}**", ""]
             out.append("| " + " | ".join(cell(c) for c in block.columns) + " |")
             out.append("|" + "|".join("---" for _ in block.columns) + "|")
             out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in block.rows]
@@ -113,7 +117,8 @@ def render_html(blocks: Sequence[Block], base: Path, title: str = "creditlab res
             head = "".join(f"<th>{inline(c)}</th>" for c in block.columns)
             rows = "".join("<tr>" + "".join(f"<td>{inline(str(c))}</td>" for c in row) + "</tr>"
                            for row in block.rows)
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            caption = f"<caption>{inline(block.title)}</caption>" if block.title else ""
+            body.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
             body += [f"<p class=note>{inline(note)}</p>" for note in block.notes]
         else:
             source, alt = html.escape(_link(block.path, base)), html.escape(block.alt)

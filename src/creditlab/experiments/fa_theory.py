@@ -120,6 +120,10 @@ def _generator(seed: int, *parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(key)
 
 
+_DATA_NAMES = {"nn": "targets from a random teacher network of the same width and activation",
+               "lr": "random linear targets y = X theta"}
+
+
 def _authors_comparison(activation: str, lam: float, width: int, ours: dict[str, float]) -> dict[str, Any]:
     """The authors' cell (mean, sd, n) and whether our mean is within two of their sd; {} where they have none."""
     theirs = AUTHOR_ALIGNMENT[activation].get(lam, {}).get(width)
@@ -246,11 +250,12 @@ def alignment_summary(records: list[dict[str, Any]]) -> list[Table]:
                                         / math.sqrt(o["sd"] ** 2 / o["n"] + theirs[1] ** 2 / theirs[2]))
                 row.append(ours + (f" / {theirs[0]:.3f}±{theirs[1]:.3f}" if theirs else ""))
             rows.append([*row, f"{within}/{compared}", f"{max(z_scores):.1f}" if z_scores else "–"])
-        note = (f"{activation}: cos(β, b) at the end of training; each cell ours mean±sd (runs, all seeds "
+        note = ("cos(β, b) at the end of training; each cell ours mean±sd (runs, all seeds "
                 "pooled) / the authors' mean±sd over 50 runs; ✗: our mean is more than two of their sd away. "
                 "max |z|: the largest difference of the two means in standard errors, "
                 "(ours - theirs) / sqrt(sd_o²/n_o + sd_a²/n_a), over this row's cells with at least 10 runs.")
-        tables.append(Table(["λ", *[f"p = {w}" for w in widths], "within 2 sd", "max |z|"], rows, [note]))
+        tables.append(Table(["λ", *[f"p = {w}" for w in widths], "within 2 sd", "max |z|"], rows, [note],
+                            title=f"{activation}: {_DATA_NAMES[AUTHOR_SETTINGS[activation].data]}"))
     return tables
 
 
