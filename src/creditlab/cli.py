@@ -165,21 +165,27 @@ def train(
 
 
 @app.command()
-def rules() -> None:
-    """Every learning rule, with the models it can train."""
+def rules(
+    as_json: Annotated[bool, typer.Option("--json", help="print {rule: {description, models}} as JSON")] = False,
+) -> None:
+    """Every learning rule, with the models it can train (found by constructing it on each)."""
     from rich.console import Console
     from rich.table import Table
 
     from creditlab.bench.compat import compatible_models
     from creditlab.rules import RULES
 
+    rows = {name: {"description": RULES.get(name).description, "models": compatible_models(name)}
+            for name in RULES.names()}
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
     table = Table(title="creditlab learning rules")
     table.add_column("rule")
     table.add_column("description")
     table.add_column("models it can train")
-    for name in RULES.names():
-        cls = RULES.get(name)
-        table.add_row(name, cls.description, ", ".join(compatible_models(name)))
+    for name, row in rows.items():
+        table.add_row(name, row["description"], ", ".join(row["models"]))
     Console().print(table)
 
 
