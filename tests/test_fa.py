@@ -122,6 +122,48 @@ def test_fa_update_matches_hand_computed_backward() -> None:
 
 
 @pytest.mark.parametrize("mode", FA_RULES)
+def test_every_variant_update_matches_hand_computed_backward(mode: str) -> None:
+    """Three layers, tanh: delta2 = (e B3) * tanh'(a2), delta1 = (delta2 B2) * tanh'(a1), dW_l = delta_l^T h_{l-1},
+    with each variant's B built here from its definition (float64 matrix products, no autograd)."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    x, y = torch.randn(5, 6, dtype=torch.float64), torch.tensor([0, 2, 1, 2, 0])
+    weights = [model[i].weight.detach().clone() for i in (0, 2, 4)]
+    biases = [model[i].bias.detach().clone() for i in (0, 2, 4)]
+    rule = build_rule(mode, model, seed=2)
+    rule.step(x, y)
+    layers = [layer for _, layer in feedback_layers(rule.model)]
+    feedback = []
+    for weight, layer in zip(weights, layers, strict=True):
+        sigma = weight.std()
+        if mode == "fa":
+            matrix = layer.feedback_weight  # fixed random: only its draw is taken from the layer
+        elif mode == "usf":
+            matrix = sigma * weight.sign()  # sigma: std of W at conversion (taken in float32 there)
+        elif mode == "frsf":
+            matrix = layer.feedback_magnitude * weight.sign()
+        else:  # brsf: this step's draw; check it has the definition's form
+            matrix = layer.feedback_matrix()
+            assert torch.equal(matrix.sign(), weight.sign())
+            assert float(matrix.abs().max()) <= 3**0.5 * float(sigma) + 1e-12
+        feedback.append(matrix)
+    h0 = x
+    a1 = h0 @ weights[0].T + biases[0]
+    h1 = torch.tanh(a1)
+    a2 = h1 @ weights[1].T + biases[1]
+    h2 = torch.tanh(a2)
+    error = (torch.softmax(h2 @ weights[2].T + biases[2], 1) - F.one_hot(y, 3)) / len(y)
+    delta2 = (error @ feedback[2]) * (1 - h2**2)
+    delta1 = (delta2 @ feedback[1]) * (1 - h1**2)
+    grads = dict(rule.model.named_parameters())
+    for name, delta, below in (("4", error, h2), ("2", delta2, h1), ("0", delta1, h0)):
+        torch.testing.assert_close(grads[f"{name}.weight"].grad, delta.T @ below)
+        torch.testing.assert_close(grads[f"{name}.bias"].grad, delta.sum(0))
+    true = rule.true_gradients(x, y)
+    assert not torch.allclose(true["0.weight"], grads["0.weight"].grad)  # not backprop in disguise
+
+
+@pytest.mark.parametrize("mode", FA_RULES)
 def test_true_gradients_use_exact_transposes(mode: str) -> None:
     _, model, shape = _models()[1]
     x, y = _batch(shape, 10)
