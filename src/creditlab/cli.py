@@ -282,7 +282,8 @@ def reproduce(
 
 @app.command()
 def bench(
-    suite: Annotated[str, typer.Argument(help="suite name (configs/bench/SUITE.yaml) or a YAML path")],
+    suite: Annotated[str, typer.Argument(help="suite name (quick, paper, perf: creditlab/configs/bench) "
+                                              "or a YAML path")],
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     out: Annotated[str, typer.Option(help="results store (JSONL)")] = "results/bench.jsonl",
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
