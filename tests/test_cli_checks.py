@@ -133,7 +133,7 @@ def test_demo_train_limit_zero_is_refused(tmp_path):
 
 
 def test_demo_unknown_rule_is_refused(tmp_path):
-    refused(["demo", "--out", str(tmp_path), "--rule", "nope"], "--rule 'nope'", "valid:", "bp")
+    refused(["demo", "--out", str(tmp_path), "--rule", "nope"], "--rule", "'nope'", "valid rules:", "bp")
 
 
 def test_demo_missing_data_dir_is_refused(tmp_path):

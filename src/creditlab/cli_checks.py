@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from creditlab.errors import CreditlabError
+from creditlab.errors import CreditlabError, UnknownNameError
 
 
 class InvalidFlagError(CreditlabError, ValueError):
@@ -126,9 +126,10 @@ def check_data_dir(flag: str, data_dir: str | os.PathLike | None) -> None:
 
 def lookup(flag: str, registry: Any, name: str) -> Any:
     """``registry.get(name)``, with an unknown name reported against ``flag``."""
-    if name not in registry:
-        raise InvalidFlagError(f"{flag} {name!r} is unknown; valid: {', '.join(registry.names())}")
-    return registry.get(name)
+    try:
+        return registry.get(name)
+    except UnknownNameError as error:
+        raise InvalidFlagError(f"{flag}: {error}") from None
 
 
 def _type_name(annotation: Any, plural: bool = False) -> str:
