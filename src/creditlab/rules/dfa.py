@@ -51,7 +51,8 @@ from creditlab.analysis.alignment import mean_example_angle
 from creditlab.errors import IncompatibleModelError
 from creditlab.rules import register_rule
 from creditlab.rules.base import LossFn, Rule, StepOutput
-from creditlab.rules.fa import FEEDBACK_SEED_SALT, UNSUPPORTED_WEIGHT_LAYERS, _mix_seed
+from creditlab.rules.fa import FEEDBACK_SEED_SALT, UNSUPPORTED_WEIGHT_LAYERS
+from creditlab.seeding import mix_seed as _mix_seed
 
 #: modules that own a ``weight`` but are not block-delimiting weight layers (local or elementwise ops)
 NOT_WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (
