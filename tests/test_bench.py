@@ -12,14 +12,6 @@ import yaml
 
 from creditlab.bench import perf
 from creditlab.bench.compat import natural_model
-from creditlab.bench.paper_numbers import paper_accuracy, paper_step_time_ratio
-from creditlab.bench.report import (
-    README_BEGIN,
-    README_END,
-    build_report,
-    flatten_scalars,
-    update_readme,
-)
 from creditlab.bench.runner import (
     completed_keys,
     expand_suite,
@@ -29,6 +21,10 @@ from creditlab.bench.runner import (
     train_unit_config,
 )
 from creditlab.errors import CreditlabError
+from creditlab.papers import paper_accuracy, paper_step_time_ratio
+from creditlab.report.build import build_report
+from creditlab.report.readme import README_BEGIN, README_END, update_readme
+from creditlab.report.tables import flatten_scalars
 from creditlab.results import append_record, config_key, make_record, read_records
 from creditlab.rules import RULES
 

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from conftest import perturbed_vnn
-from creditlab.bench.report import render_markdown
 from creditlab.errors import IncompatibleModelError
 from creditlab.models import build_model
 from creditlab.models.vnn import build_vectorized, seeded_generator
 from creditlab.models.vnn_layers import VecGate
+from creditlab.report.render import render_markdown
 from creditlab.rules import build_rule
 
 TINY_LAYOUTS = {

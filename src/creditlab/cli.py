@@ -289,7 +289,8 @@ def report(
                                                     "the results:begin/end comment markers)")] = None,
 ) -> None:
     """Tables and plots from results records; with --readme, the README's generated results section."""
-    from creditlab.bench.report import build_report, update_readme
+    from creditlab.report.build import build_report
+    from creditlab.report.readme import update_readme
 
     paths = [Path(p) for p in (results or ["results"])]
     try:

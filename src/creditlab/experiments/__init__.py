@@ -26,7 +26,7 @@ from creditlab.registry import Registry, import_submodules
 from creditlab.results import append_record
 
 if TYPE_CHECKING:
-    from creditlab.bench.report import Table
+    from creditlab.report.render import Table
 
 
 @dataclass
@@ -54,7 +54,7 @@ class ExperimentContext:
         return path
 
 
-#: records -> the report's tables for an experiment (``creditlab.bench.report.Table``)
+#: records -> the report's tables for an experiment (``creditlab.report.render.Table``)
 Summary = Callable[[list[dict[str, Any]]], list["Table"]]
 
 

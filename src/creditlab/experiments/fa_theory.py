@@ -33,82 +33,12 @@ from creditlab.analysis.fa_theory import (
     summarize,
     train_in_batches,
 )
-from creditlab.bench.report import Table
 from creditlab.experiments import ExperimentContext, register_experiment
+from creditlab.papers import PaperValue
+from creditlab.papers.song2021 import ALIGNMENT as AUTHOR_ALIGNMENT
+from creditlab.papers.song2021 import MNIST_ACCURACY as AUTHOR_MNIST_ACCURACY
+from creditlab.report.render import Table
 from creditlab.results import append_record, make_record, read_records
-
-# activation -> lambda -> width -> (mean, sd, runs) of cos(beta, b), from the authors' v6 CSVs.
-AUTHOR_ALIGNMENT: dict[str, dict[float, dict[int, tuple[float, float, int]]]] = {
-    "linear": {
-        0.0: {200: (0.2062, 0.0679, 50), 400: (0.1194, 0.0475, 50), 800: (0.059, 0.0328, 50),
-              1600: (0.0309, 0.0249, 50), 3200: (0.0121, 0.0177, 50), 6400: (0.009, 0.0122, 50),
-              12800: (0.0039, 0.0089, 50)},
-        0.2: {200: (0.7904, 0.0268, 50), 400: (0.7741, 0.0297, 50), 800: (0.7568, 0.0311, 50),
-              1600: (0.7379, 0.0322, 50), 3200: (0.7134, 0.0389, 50), 6400: (0.657, 0.0857, 50),
-              12800: (0.5512, 0.133, 50)},
-        0.3: {200: (0.867, 0.0189, 50), 400: (0.8612, 0.0134, 50), 800: (0.8538, 0.0199, 50),
-              1600: (0.8356, 0.0219, 50), 3200: (0.8181, 0.021, 50), 6400: (0.7994, 0.0304, 50),
-              12800: (0.7704, 0.0489, 50)},
-        0.5: {200: (0.9198, 0.0142, 50), 400: (0.9195, 0.0126, 50), 800: (0.9134, 0.0082, 50),
-              1600: (0.9043, 0.0114, 50), 3200: (0.8953, 0.0107, 50), 6400: (0.8818, 0.0139, 50),
-              12800: (0.8661, 0.0175, 50)},
-    },
-    "relu": {
-        0.0: {200: (0.2199, 0.0515, 50), 400: (0.1358, 0.0434, 50), 800: (0.0727, 0.0269, 50),
-              1600: (0.043, 0.0222, 50), 3200: (0.0221, 0.0189, 50), 6400: (0.0095, 0.0134, 50),
-              12800: (0.0057, 0.008, 50)},
-        0.02: {200: (0.4013, 0.0573, 50), 400: (0.3813, 0.0452, 50), 800: (0.411, 0.0411, 50),
-               1600: (0.4429, 0.0397, 50), 3200: (0.4929, 0.0272, 50), 6400: (0.5067, 0.0341, 50),
-               12800: (0.5134, 0.031, 50)},
-        0.05: {200: (0.6821, 0.0478, 50), 400: (0.6707, 0.0433, 50), 800: (0.687, 0.0343, 50),
-               1600: (0.7104, 0.0288, 50), 3200: (0.7187, 0.0259, 50), 6400: (0.7195, 0.0221, 50),
-               12800: (0.7212, 0.0284, 50)},
-        0.2: {200: (0.8582, 0.0615, 50), 400: (0.857, 0.0487, 50), 800: (0.8602, 0.0448, 50),
-              1600: (0.8518, 0.0473, 50), 3200: (0.8463, 0.0405, 50), 6400: (0.84, 0.0416, 50),
-              12800: (0.8461, 0.0425, 50)},
-    },
-    "tanh": {
-        0.0: {200: (0.2602, 0.0553, 50), 400: (0.1735, 0.041, 50), 800: (0.1117, 0.0339, 50),
-              1600: (0.0756, 0.0221, 50), 3200: (0.0498, 0.0159, 50), 6400: (0.0301, 0.0103, 50),
-              12800: (0.0199, 0.0083, 50)},
-        0.001: {200: (0.3278, 0.0711, 50), 400: (0.2594, 0.0435, 50), 800: (0.2281, 0.0332, 50),
-                1600: (0.2172, 0.0303, 50), 3200: (0.2583, 0.0274, 50), 6400: (0.3222, 0.0224, 50),
-                12800: (0.3965, 0.0237, 50)},
-        0.002: {200: (0.3715, 0.048, 50), 400: (0.3714, 0.0418, 50), 800: (0.3917, 0.0354, 50),
-                1600: (0.4337, 0.029, 50), 3200: (0.4667, 0.0243, 50), 6400: (0.4754, 0.0213, 50),
-                12800: (0.4885, 0.0205, 50)},
-        0.005: {200: (0.5172, 0.0461, 50), 400: (0.5212, 0.0354, 50), 800: (0.5229, 0.0249, 50),
-                1600: (0.5393, 0.022, 50), 3200: (0.5335, 0.0195, 50), 6400: (0.531, 0.0182, 50),
-                12800: (0.5323, 0.018, 50)},
-    },
-    "sigmoid": {
-        0.0: {200: (0.2645, 0.0434, 50), 400: (0.1645, 0.0396, 50), 800: (0.112, 0.0295, 50),
-              1600: (0.0704, 0.0205, 50), 3200: (0.0392, 0.0152, 50), 6400: (0.0235, 0.0114, 50),
-              12800: (0.0142, 0.0079, 50)},
-        0.001: {200: (0.3173, 0.05, 50), 400: (0.2477, 0.0379, 50), 800: (0.2236, 0.0379, 50),
-                1600: (0.2128, 0.0314, 50), 3200: (0.2509, 0.033, 50), 6400: (0.3288, 0.0325, 50),
-                12800: (0.4061, 0.0275, 50)},
-        0.003: {200: (0.4828, 0.0565, 50), 400: (0.4811, 0.0448, 50), 800: (0.5205, 0.0389, 50),
-                1600: (0.5559, 0.0347, 50), 3200: (0.5735, 0.032, 50), 6400: (0.5772, 0.0271, 50),
-                12800: (0.5827, 0.0249, 50)},
-        0.01: {200: (0.6708, 0.0438, 50), 400: (0.656, 0.0504, 50), 800: (0.6526, 0.0408, 50),
-               1600: (0.6461, 0.0425, 50), 3200: (0.6459, 0.0424, 50), 6400: (0.6452, 0.0413, 50),
-               12800: (0.6425, 0.0334, 50)},
-    },
-}
-
-# lambda -> epoch -> (mean, sd) test accuracy over 10 jobs (authors' df_mnist_performance_2l_v6).
-AUTHOR_MNIST_ACCURACY: dict[float, dict[int, tuple[float, float]]] = {
-    0.0: {1: (0.1526, 0.0317), 2: (0.218, 0.0354), 3: (0.2857, 0.0329), 5: (0.398, 0.0225),
-          10: (0.559, 0.0144), 20: (0.6878, 0.0089), 30: (0.7433, 0.0087), 50: (0.7942, 0.0061),
-          100: (0.8396, 0.0036), 150: (0.8588, 0.0026), 200: (0.8707, 0.0024), 300: (0.8851, 0.0019)},
-    0.1: {1: (0.1557, 0.0322), 2: (0.2324, 0.0352), 3: (0.3167, 0.0308), 5: (0.4605, 0.0175),
-          10: (0.6672, 0.0105), 20: (0.8374, 0.0038), 30: (0.8942, 0.0026), 50: (0.9055, 0.0023),
-          100: (0.9079, 0.002), 150: (0.9106, 0.0018), 200: (0.9126, 0.0017), 300: (0.9162, 0.0017)},
-    0.3: {1: (0.1631, 0.033), 2: (0.2689, 0.0347), 3: (0.3936, 0.023), 5: (0.6026, 0.0148),
-          10: (0.854, 0.004), 20: (0.8832, 0.0016), 30: (0.8844, 0.0018), 50: (0.8876, 0.0019),
-          100: (0.8931, 0.0022), 150: (0.8981, 0.0019), 200: (0.9013, 0.0017), 300: (0.906, 0.0007)},
-}
 
 PANEL_ACTIVATIONS = ("relu", "linear", "tanh")   # the paper's three alignment panels
 
@@ -129,8 +59,8 @@ def _authors_comparison(activation: str, lam: float, width: int, ours: dict[str,
     theirs = AUTHOR_ALIGNMENT[activation].get(lam, {}).get(width)
     if theirs is None:
         return {}
-    return {"authors": {"mean": theirs[0], "sd": theirs[1], "n": theirs[2]},
-            "within_2sd_of_authors": abs(ours["mean"] - theirs[0]) <= 2 * theirs[1]}
+    return {"authors": {"mean": theirs.value, "sd": theirs.sd, "n": theirs.runs},
+            "within_2sd_of_authors": abs(ours["mean"] - theirs.value) <= 2 * theirs.sd}
 
 
 def alignment_sweep(ctx: ExperimentContext, activation: str, widths: tuple[int, ...],
@@ -246,9 +176,9 @@ def alignment_summary(records: list[dict[str, Any]]) -> list[Table]:
                         within += cell["within_2sd_of_authors"]
                         ours += "" if cell["within_2sd_of_authors"] else " ✗"
                     if theirs is not None and o["n"] >= 10:
-                        z_scores.append(abs(o["mean"] - theirs[0])
-                                        / math.sqrt(o["sd"] ** 2 / o["n"] + theirs[1] ** 2 / theirs[2]))
-                row.append(ours + (f" / {theirs[0]:.3f}±{theirs[1]:.3f}" if theirs else ""))
+                        z_scores.append(abs(o["mean"] - theirs.value)
+                                        / math.sqrt(o["sd"] ** 2 / o["n"] + theirs.sd ** 2 / theirs.runs))
+                row.append(ours + (f" / {theirs.value:.3f}±{theirs.sd:.3f}" if theirs else ""))
             rows.append([*row, f"{within}/{compared}", f"{max(z_scores):.1f}" if z_scores else "–"])
         note = ("cos(β, b) at the end of training; each cell ours mean±sd (runs, all seeds "
                 "pooled) / the authors' mean±sd over 50 runs; ✗: our mean is more than two of their sd away. "
@@ -277,7 +207,7 @@ def _alignment_figure(activation: str, cells: list[dict[str, Any]]) -> Any:
         theirs = AUTHOR_ALIGNMENT[activation].get(lam, {})
         if theirs:
             tw = sorted(theirs)
-            ax.errorbar(tw, [theirs[w][0] for w in tw], yerr=[theirs[w][1] for w in tw], color=color,
+            ax.errorbar(tw, [theirs[w].value for w in tw], yerr=[theirs[w].sd for w in tw], color=color,
                         linestyle="--", alpha=0.45, capsize=2, label=f"λ={lam:g} (authors)")
     ax.set_xscale("log")
     ax.set_xlabel("hidden width p")
@@ -430,9 +360,9 @@ def mnist_experiment(ctx: ExperimentContext, epochs: int, width: int = 1000, lr:
     final = {label: history[-1][label] for label in labels}
     final["epochs_completed"] = epochs
     final["authors_test_accuracy_at_this_epoch"] = {
-        f"FA λ={lam:g}": AUTHOR_MNIST_ACCURACY.get(lam, {}).get(epochs) for lam in lambdas}
-    final["authors_test_accuracy_300_epochs"] = {f"FA λ={lam:g}": AUTHOR_MNIST_ACCURACY.get(lam, {}).get(300)
-                                                 for lam in lambdas}
+        f"FA λ={lam:g}": _mean_sd(AUTHOR_MNIST_ACCURACY.get(lam, {}).get(epochs)) for lam in lambdas}
+    final["authors_test_accuracy_300_epochs"] = {
+        f"FA λ={lam:g}": _mean_sd(AUTHOR_MNIST_ACCURACY.get(lam, {}).get(300)) for lam in lambdas}
     config = {"width": width, "lr": lr, "batch_size": batch_size, "epochs": epochs, "lambdas": list(lambdas),
               "normalization": "standard (0.1307, 0.3081)", "loss": "cross-entropy (log-softmax + NLL)",
               "init": "N(0,1) W, beta, B; no biases; 1/sqrt(p) readout", "train_subset": train_subset,
@@ -442,6 +372,11 @@ def mnist_experiment(ctx: ExperimentContext, epochs: int, width: int = 1000, lr:
     ctx.record(record)
     ctx.figure(_mnist_figure(history, labels, lambdas), "mnist" + ("_quick" if ctx.quick else ""))
     return record
+
+
+def _mean_sd(value: PaperValue | None) -> tuple[float | None, float | None] | None:
+    """(mean, sd) of an authors' number, as the records store it."""
+    return None if value is None else (value.value, value.sd)
 
 
 def _mnist_figure(history: list[dict[str, Any]], labels: list[str], lambdas: tuple[float, ...]) -> Any:
@@ -460,8 +395,8 @@ def _mnist_figure(history: list[dict[str, Any]], labels: list[str], lambdas: tup
     for lam, color in zip(lambdas, colors, strict=False):
         points = {e: v for e, v in AUTHOR_MNIST_ACCURACY.get(lam, {}).items() if e <= max(epochs)}
         if points:
-            axes[0].errorbar(list(points), [v[0] for v in points.values()],
-                             yerr=[v[1] for v in points.values()],
+            axes[0].errorbar(list(points), [v.value for v in points.values()],
+                             yerr=[v.sd for v in points.values()],
                              color=color, marker="x", linestyle="none", label=f"authors λ={lam:g}")
     for ax, title in zip(axes, ("test accuracy", "weight alignment cos(B, β)",
                                 "error-signal alignment mean cos(eB, eβ)"), strict=True):

@@ -41,11 +41,11 @@ from typing import Any
 
 import torch
 
-from creditlab.bench.report import Table, render_markdown
 from creditlab.data import Dataset, load_dataset
 from creditlab.experiments import ExperimentContext, register_experiment
 from creditlab.models import build_model
 from creditlab.models.vnn import VectorizedNet, credit_alignment_angles
+from creditlab.report.render import Table, render_markdown
 from creditlab.results import device_type, make_record, read_records
 from creditlab.rules import RULES, Rule, build_rule
 from creditlab.rules.dfa import DirectFeedbackAlignment
