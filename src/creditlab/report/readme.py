@@ -12,6 +12,14 @@ README_BEGIN = "<!-- results:begin -->"
 README_END = "<!-- results:end -->"
 
 
+def without_generated_section(text: str) -> str:
+    """``text`` with everything between the results markers removed (the rest of the README), stripped."""
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        return text.strip()
+    return (text[:begin + len(README_BEGIN)] + text[end:]).strip()
+
+
 def update_readme(readme: Path, paths: list[Path], out_dir: Path) -> Path:
     """Rewrite the text between ``<!-- results:begin -->`` and ``<!-- results:end -->`` in ``readme``
     with the generated results section (tables with commit and device per row, links to the PNGs)."""
@@ -34,4 +42,4 @@ def update_readme(readme: Path, paths: list[Path], out_dir: Path) -> Path:
     return readme
 
 
-__all__ = ["README_BEGIN", "README_END", "update_readme"]
+__all__ = ["README_BEGIN", "README_END", "update_readme", "without_generated_section"]
