@@ -71,7 +71,7 @@ def _run(ctx: ExperimentContext, name: str, model: str, dataset: str, rules: lis
     data = load_dataset(dataset, ctx.data_dir, ctx.device, settings["val_fraction"], ctx.seed,
                         settings["normalization"])
     if ctx.quick:  # a smaller validation split too (evaluated every epoch)
-        data = dataclasses.replace(data, val_x=data.val_x[:1000], val_y=data.val_y[:1000])
+        data = dataclasses.replace(data, val_x=data.val_x[:250], val_y=data.val_y[:250])
     records, rows = [], []
     for rule in rules:
         overrides = {**settings, "lr": lrs[rule], "seed": ctx.seed, "device": ctx.device,
@@ -110,7 +110,7 @@ def run_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
         "augment": False,
     }
     if ctx.quick:
-        settings.update(QUICK, train_limit=4096, test_limit=2000)
+        settings.update(QUICK, train_limit=1024, test_limit=500)
     lrs = QUICK_LR if ctx.quick else MNIST_LR
     return _run(ctx, "biotorch-mnist-lenet", "lenet", "mnist", ["bp", "fa", "dfa", "usf"], settings, lrs)
 
@@ -120,14 +120,14 @@ def run_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
 def run_cifar(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """250 epochs SGD (momentum 0.9, wd 1e-4, batch 128, lr /10 at 100/150/200), crop+flip.
 
-    Quick: see QUICK (1024 images)."""
+    Quick: see QUICK (256 images)."""
     settings: dict[str, Any] = {
         "epochs": 250, "batch_size": 128, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4,
         "schedule": "multistep", "milestones": (100, 150, 200), "val_fraction": 0.1,
         "normalization": "standard", "augment": True,
     }
     if ctx.quick:
-        settings.update(QUICK, train_limit=1024, test_limit=500)
+        settings.update(QUICK, train_limit=256, test_limit=250)
     lrs = QUICK_LR if ctx.quick else CIFAR_LR
     return _run(ctx, "biotorch-cifar10-resnet20", "resnet20", "cifar10",
                 ["bp", "fa", "usf", "brsf", "frsf", "dfa"], settings, lrs)

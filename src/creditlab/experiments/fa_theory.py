@@ -527,12 +527,12 @@ def _mnist_figure(history: list[dict[str, Any]], labels: list[str], lambdas: tup
 @register_experiment(
     "fa-theory-mnist", "Song, Xu & Lafferty 2021: MNIST 784-1000-10 FA with readout decay",
     options={"epochs": ExperimentOption(None, "epochs [default: 300; quick: 1]"),
-             "train_subset": ExperimentOption(None, "train on the first N images [default: all 60k; quick: 6000]")})
+             "train_subset": ExperimentOption(None, "train on the first N images [default: all 60k; quick: 3000]")})
 def run_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Full: 300 epochs, SGD lr 1e-2, batch 600 (the authors' schedule; hours on 2 CPU cores). Quick: 1 epoch
-    on 6k training images."""
+    on 3k training images."""
     options = ctx.options
     epochs = _positive(options["epochs"], "epochs") if options.get("epochs") is not None else (1 if ctx.quick else 300)
     subset = options.get("train_subset")
-    subset = _positive(subset, "train_subset") if subset is not None else (6000 if ctx.quick else None)
+    subset = _positive(subset, "train_subset") if subset is not None else (3000 if ctx.quick else None)
     return [mnist_experiment(ctx, epochs=epochs, train_subset=subset)]

@@ -317,8 +317,8 @@ TABLE_OPTIONS = {
                                    "quick: the four FC rows vnn-fc:gevb+,vnn-fc:bp+,arelu-fc:dfa+,arelu-fc:bp+]"),
     "seeds": ExperimentOption(None, "seeds, e.g. [0,1] [default: SEED..SEED+4; quick: [SEED]]"),
     "epochs": ExperimentOption(None, "at most this many epochs [default: 200; quick: 2]"),
-    "train_limit": ExperimentOption(None, "train on the first N images [default: all; quick: 2048]"),
-    "test_limit": ExperimentOption(None, "test on the first N images [default: all; quick: 2000]"),
+    "train_limit": ExperimentOption(None, "train on the first N images [default: all; quick: 512]"),
+    "test_limit": ExperimentOption(None, "test on the first N images [default: all; quick: 500]"),
     "time_budget": ExperimentOption(None, "seconds per (row, seed): stop after the epoch that exceeds it; "
                                           "started again, a run continues from its checkpoint"),
     "parallel": ExperimentOption(1, "train this many (row, seed) runs at once, each in its own process "
@@ -347,7 +347,7 @@ def _int_option(options: dict[str, Any], key: str, default: int | None, minimum:
 
 def _table_experiment(ctx: ExperimentContext, experiment: str, dataset_name: str) -> list[dict[str, Any]]:
     """One GEVB table; the quick mode is a smoke run of the same code path (FC rows, 1 seed, 2 epochs on
-    2048 examples). ``ctx.options`` (:data:`TABLE_OPTIONS`) choose rows, seeds and budgets."""
+    512 examples). ``ctx.options`` (:data:`TABLE_OPTIONS`) choose rows, seeds and budgets."""
     options = ctx.options
     rows = _rows_option(options["rows"]) if options.get("rows") is not None else (
         [Row("vnn-fc", "gevb+"), Row("vnn-fc", "bp+"), Row("arelu-fc", "dfa+"), Row("arelu-fc", "bp+")]
@@ -360,8 +360,8 @@ def _table_experiment(ctx: ExperimentContext, experiment: str, dataset_name: str
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise CreditlabError(f"--opt seeds={seeds_value!r}: expected an integer or a list, e.g. [0,1]")
     epochs = _int_option(options, "epochs", 2 if ctx.quick else 200)
-    train_limit = _int_option(options, "train_limit", 2048 if ctx.quick else None)
-    test_limit = _int_option(options, "test_limit", 2000 if ctx.quick else None)
+    train_limit = _int_option(options, "train_limit", 512 if ctx.quick else None)
+    test_limit = _int_option(options, "test_limit", 500 if ctx.quick else None)
     budget = options.get("time_budget")
     if budget is not None and (not isinstance(budget, int | float) or isinstance(budget, bool) or budget < 0):
         raise CreditlabError(f"--opt time_budget={budget!r}: expected seconds >= 0")
@@ -443,7 +443,7 @@ def gevb_width_sweep(ctx: ExperimentContext) -> list[dict[str, Any]]:  # noqa: D
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    widths = [16, 64, 256, 1024] if ctx.quick else [16, 32, 64, 128, 256, 512, 1024, 2048]
+    widths = [16, 64, 256] if ctx.quick else [16, 32, 64, 128, 256, 512, 1024, 2048]
     seeds = [ctx.seed + s for s in range(2 if ctx.quick else 4)]
     depth, batch = 3, 64
     data = load_dataset("mnist", ctx.data_dir, ctx.device, 0.0, 0, "symmetric")
