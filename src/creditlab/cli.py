@@ -257,25 +257,40 @@ def demo(
 @app.command()
 def reproduce(
     name: Annotated[str | None, typer.Argument(help="experiment name (see --list)")] = None,
-    list_: Annotated[bool, typer.Option("--list", help="list the paper experiments")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="list the paper experiments and their options")] = False,
     quick: Annotated[bool, typer.Option(help="reduced run of the same code path (smoke check)")] = False,
+    opt: Annotated[list[str] | None, typer.Option(help="experiment option KEY=VALUE (repeatable; "
+                                                       "`--list` shows each experiment's)")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     out: Annotated[str | None, typer.Option(help="output directory [default: runs/reproduce/NAME]")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
     seed: Annotated[int, typer.Option(help="base seed")] = 0,
+    threads: Annotated[int | None, typer.Option(help="torch intra-op threads [default: torch's]")] = None,
 ) -> None:
     """Run one paper's experiment: results records and figures in --out."""
-    from creditlab.experiments import ExperimentContext, load_all
+    from creditlab.experiments import ExperimentContext, load_all, resolve_options
 
     registry = load_all()
     if list_ or name is None:
         for exp_name in registry.names():
-            typer.echo(f"{exp_name:28s} {registry.get(exp_name).description}")
+            experiment = registry.get(exp_name)
+            typer.echo(f"{exp_name:28s} {experiment.description}")
+            for key, option in experiment.options.items():
+                typer.echo(f"{'':30s}--opt {key}=...  {option.help}")
         return
+    if name not in registry:
+        raise _fail(f"unknown experiment {name!r}; valid: {', '.join(registry.names())}")
+    if threads is not None:
+        if threads < 1:
+            raise _fail(f"--threads must be a positive integer (got {threads})")
+        import torch
+
+        torch.set_num_threads(threads)
+    experiment = registry.get(name)
     try:
-        experiment = registry.get(name)
+        options = resolve_options(experiment, _parse_options(opt, "--opt"))
         ctx = ExperimentContext(quick=quick, device=device, out_dir=Path(out or f"runs/reproduce/{name}"),
-                                data_dir=data_dir, seed=seed)
+                                data_dir=data_dir, seed=seed, options=options)
         records = experiment.run(ctx)
     except DivergenceError as exc:
         raise _fail(str(exc), code=3) from exc
@@ -312,7 +327,8 @@ def report(
                                                     "the results:begin/end comment markers)")] = None,
 ) -> None:
     """Tables and plots from results records; with --readme, the README's generated results section."""
-    from creditlab.bench.report import build_report, update_readme
+    from creditlab.report.build import build_report
+    from creditlab.report.readme import update_readme
 
     paths = [Path(p) for p in (results or ["results"])]
     try:
