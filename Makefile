@@ -34,10 +34,11 @@ bench-quick: setup
 	$(VENV)/bin/creditlab bench quick && $(VENV)/bin/creditlab report results
 
 docs: setup
+	$(VENV)/bin/creditlab report results --out site-report --docs docs
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 
 clean:
-	rm -rf runs .pytest_cache site
+	rm -rf runs .pytest_cache site site-report docs/generated

@@ -325,9 +325,13 @@ def report(
     out: Annotated[str, typer.Option(help="output directory for the report and PNGs")] = "results/report",
     readme: Annotated[str | None, typer.Option(help="also rewrite this README's results section (between "
                                                     "the results:begin/end comment markers)")] = None,
+    docs: Annotated[str | None, typer.Option(help="also write the documentation's generated sections into "
+                                                  "DOCS/generated (paper and rule pages include them)")] = None,
 ) -> None:
-    """Tables and plots from results records; with --readme, the README's generated results section."""
+    """Tables and plots from results records; with --readme, the README's generated results section;
+    with --docs, the documentation's generated sections."""
     from creditlab.report.build import build_report
+    from creditlab.report.docs import write_docs_sections
     from creditlab.report.readme import update_readme
 
     paths = [Path(p) for p in (results or ["results"])]
@@ -335,9 +339,12 @@ def report(
         path = build_report(paths, Path(out), format_)
         if readme:
             update_readme(Path(readme), paths, Path(out))
+        if docs:
+            write_docs_sections(paths, Path(docs))
     except CreditlabError as exc:
         raise _fail(str(exc)) from exc
-    typer.echo(f"report written to {path}" + (f"; results section of {readme} rewritten" if readme else ""))
+    typer.echo(f"report written to {path}" + (f"; results section of {readme} rewritten" if readme else "")
+               + (f"; generated sections of {docs} written" if docs else ""))
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from creditlab.registry import Registry, import_submodules
 from creditlab.results import append_record
 
 if TYPE_CHECKING:
+    from creditlab.report.headline import Headline
     from creditlab.report.render import Table
 
 
@@ -115,11 +116,29 @@ def register_experiment(name: str, description: str, summary: Summary | None = N
     return decorator
 
 
+#: records -> the README's rows for a paper's claims (``creditlab.report.headline.Headline``)
+HeadlineFn = Callable[[list[dict[str, Any]]], list["Headline"]]
+
+#: (order, name) -> headline function; the README lists papers by ``order``
+HEADLINES: dict[tuple[int, str], HeadlineFn] = {}
+
+
+def register_headline(name: str, order: int) -> Callable[[HeadlineFn], HeadlineFn]:
+    """Decorator registering ``headline(records) -> [Headline, ...]``: a paper's claims for README's
+    results table, computed from every record (rows a paper's records do not hold yet are left out)."""
+
+    def decorator(fn: HeadlineFn) -> HeadlineFn:
+        HEADLINES[(order, name)] = fn
+        return fn
+
+    return decorator
+
+
 def load_all() -> Registry[Experiment]:
     """Import every experiment module (so each registers) and return the registry."""
     import_submodules(__name__)
     return EXPERIMENTS
 
 
-__all__ = ["EXPERIMENTS", "Experiment", "ExperimentContext", "ExperimentOption", "Summary", "load_all",
-           "register_experiment", "resolve_options"]
+__all__ = ["EXPERIMENTS", "HEADLINES", "Experiment", "ExperimentContext", "ExperimentOption", "HeadlineFn",
+           "Summary", "load_all", "register_experiment", "register_headline", "resolve_options"]

@@ -25,8 +25,10 @@ from typing import Any
 from creditlab.analysis.alignment import AlignmentTracker
 from creditlab.data import Dataset, load_dataset
 from creditlab.errors import IncompatibleModelError
-from creditlab.experiments import ExperimentContext, register_experiment
+from creditlab.experiments import ExperimentContext, register_experiment, register_headline
 from creditlab.papers import biotorch as paper_biotorch
+from creditlab.report.headline import Headline, least_sure
+from creditlab.report.tables import config_identity, latest_by, train_identity
 from creditlab.results import make_record
 from creditlab.rules import Rule
 
@@ -127,3 +129,25 @@ def run_cifar(ctx: ExperimentContext) -> list[dict[str, Any]]:
     lrs = QUICK_LR if ctx.quick else CIFAR_LR
     rules = ["bp", "fa", "dfa"] if ctx.quick else ["bp", "fa", "usf", "brsf", "frsf", "dfa"]  # quick: both paths
     return _run(ctx, "biotorch-cifar10-resnet20", "resnet20", "cifar10", rules, settings, lrs)
+
+
+@register_headline("biotorch", order=10)
+def biotorch_headline(records: list[dict[str, Any]]) -> list[Headline]:
+    """LeNet / MNIST test error of BP, FA, DFA and uSF under one protocol, beside BioTorch's single runs."""
+    cells: dict[str, dict[str, Any]] = {}
+    for record in latest_by((r for r in records if r.get("kind") == "train"), config_identity):
+        rule, model, dataset = train_identity(record)
+        if model == "lenet" and dataset == "mnist" and (record.get("config") or {}).get("val_fraction"):
+            cells[rule] = record
+    rules = [rule for rule in ("bp", "fa", "dfa", "usf") if rule in cells]
+    if not rules:
+        return []
+    theirs = [paper_biotorch.test_error("mnist", "lenet", rule) for rule in rules]
+    config = cells[rules[0]]["config"]
+    ours = ", ".join(f"{rule} {100 - 100 * cells[rule]['final']['test_accuracy']:.2f}" for rule in rules)
+    return [Headline(
+        "BioTorch (Sanfiz & Akrout 2021)", "FA-family test error (%), LeNet / MNIST", ours,
+        ", ".join(f"{rule} {value.value:g}" for rule, value in zip(rules, theirs, strict=True) if value),
+        least_sure([v.status for v in theirs if v]),
+        f"{config.get('epochs')} epochs, {config.get('optimizer')} + {config.get('schedule')}, 10% val split "
+        "(BioTorch: 100 epochs SGD, best test epoch)", "docs/papers/biotorch.md")]

@@ -35,10 +35,11 @@ from creditlab.analysis.fa_theory import (
     train_in_batches,
 )
 from creditlab.errors import CreditlabError
-from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
 from creditlab.papers import PaperValue
 from creditlab.papers.song2021 import ALIGNMENT as AUTHOR_ALIGNMENT
 from creditlab.papers.song2021 import MNIST_ACCURACY as AUTHOR_MNIST_ACCURACY
+from creditlab.report.headline import Headline
 from creditlab.report.render import Table
 from creditlab.results import append_record, make_record, read_records
 
@@ -536,3 +537,32 @@ def run_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
     subset = options.get("train_subset")
     subset = _positive(subset, "train_subset") if subset is not None else (3000 if ctx.quick else None)
     return [mnist_experiment(ctx, epochs=epochs, train_subset=subset)]
+
+
+@register_headline("fa-theory", order=20)
+def fa_theory_headline(records: list[dict[str, Any]]) -> list[Headline]:
+    """One row per alignment panel (cells within two of the authors' sd, runs behind them) and the MNIST run."""
+    rows = []
+    for activation in AUTHOR_SETTINGS:
+        cells = [c for c in pooled_cells(records, activation) if "within_2sd_of_authors" in c]
+        if not cells:
+            continue
+        within = sum(c["within_2sd_of_authors"] for c in cells)
+        full = sum(c["ours"]["n"] >= 50 for c in cells)
+        runs = sorted(c["ours"]["n"] for c in cells)
+        rows.append(Headline(
+            "Song, Xu & Lafferty 2021", f"alignment cos(β, b) vs width and λ, {activation} panel",
+            f"{within} of {len(cells)} cells within 2 sd of the authors' means", "50-run means per cell",
+            "verified", f"{full} of {len(cells)} cells at ≥ 50 runs (fewest {runs[0]})", "docs/papers/fa-theory.md"))
+    mnist = [r for r in records if r.get("name") == "fa-theory-mnist" and not (r.get("config") or {}).get("quick")]
+    if mnist:
+        final, config = mnist[-1]["final"], mnist[-1]["config"]
+        labels = [label for label in final.get("authors_test_accuracy_300_epochs", {}) if label in final]
+        authors = final["authors_test_accuracy_300_epochs"]
+        rows.append(Headline(
+            "Song, Xu & Lafferty 2021", "MNIST 784-1000-10 test accuracy (%), FA with readout decay λ",
+            ", ".join(f"{label} {100 * final[label]['test_accuracy']:.2f}" for label in labels),
+            ", ".join(f"{label} {100 * authors[label][0]:.2f}" for label in labels), "verified",
+            f"{final.get('epochs_completed')} of 300 epochs, seed {config.get('seed')} (authors: 10 runs)",
+            "docs/papers/fa-theory.md"))
+    return rows

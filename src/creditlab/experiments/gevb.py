@@ -43,11 +43,12 @@ import torch
 
 from creditlab.data import Dataset, load_dataset
 from creditlab.errors import CreditlabError
-from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
 from creditlab.models import build_model
 from creditlab.models.vnn import VectorizedNet, credit_alignment_angles
 from creditlab.papers import gevb as paper_gevb
 from creditlab.papers.gevb import label_to_rule
+from creditlab.report.headline import Headline, least_sure
 from creditlab.report.render import Table, render_markdown
 from creditlab.results import device_type, make_record, read_records
 from creditlab.rules import RULES, Rule, build_rule
@@ -488,3 +489,39 @@ def gevb_width_sweep(ctx: ExperimentContext) -> list[dict[str, Any]]:  # noqa: D
                          ctx.device)
     ctx.record(record)
     return [record]
+
+
+def _gevb_headline(dataset_name: str, records: list[dict[str, Any]]) -> list[Headline]:
+    """FC-Vec GEVB+ vs BP+ test error (seed means of each seed's longest-trained run) beside the authors'."""
+    runs = latest_per_run([r for r in records if str(r.get("name", "")).startswith(f"gevb-{dataset_name}/")
+                           and not (r.get("config") or {}).get("quick")])
+    longest: dict[tuple[str, Any], dict[str, Any]] = {}  # (label, seed) -> its longest-trained run
+    for record in runs:
+        config = record["config"]
+        key = (config["label"], config.get("seed"))
+        if config["model"] == "vnn-fc" and not config.get("train_limit") and (
+                key not in longest or record["final"]["epochs"] > longest[key]["final"]["epochs"]):
+            longest[key] = record
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for (label, _), record in longest.items():
+        by_label.setdefault(label, []).append(record)
+    labels = [label for label in ("gevb+", "bp+") if label in by_label]
+    if not labels:
+        return []
+    theirs = [paper_gevb.TEST_ERROR.get((dataset_name, "vnn-fc", label)) for label in labels]
+    epochs = sorted({r["final"]["epochs"] for label in labels for r in by_label[label]})
+    seeds = sorted({r["config"].get("seed") for label in labels for r in by_label[label]})
+    devices = sorted({device_type(r.get("device", "")) for label in labels for r in by_label[label]})
+    ours = ", ".join(f"{label.upper()} {statistics.mean(r['final']['test_error_pct'] for r in by_label[label]):.2f}"
+                     for label in labels)
+    return [Headline(
+        "Clark, Abbott & Chung 2021", f"GEVB ≈ BP in nonnegative vectorized nets: {dataset_name} FC-Vec test error (%)",
+        ours, ", ".join(f"{label.upper()} {v.value:g}" for label, v in zip(labels, theirs, strict=True) if v),
+        least_sure([v.status for v in theirs if v]),
+        f"{'/'.join(map(str, epochs))} of ≤ 200 epochs, seed {','.join(map(str, seeds))} of 5, {'/'.join(devices)}",
+        "docs/papers/gevb.md")]
+
+
+@register_headline("gevb", order=30)
+def gevb_headline(records: list[dict[str, Any]]) -> list[Headline]:  # noqa: D103
+    return _gevb_headline("mnist", records) + _gevb_headline("cifar10", records)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from creditlab.errors import CreditlabError
+from creditlab.report.headline import Headline
 from creditlab.report.plots import plot_accuracy_vs_step_time, plot_alignment, plot_learning_curves
 from creditlab.report.render import Block, Heading, Image, Paragraph, render_html, render_markdown
 from creditlab.report.tables import (
@@ -43,6 +44,14 @@ def experiment_summaries() -> Summaries:
 
     registry = load_all()
     return {name: summary for name in registry.names() if (summary := registry.get(name).summary)}
+
+
+def experiment_headlines(records: Sequence[dict[str, Any]]) -> list[Headline]:
+    """README's rows: every registered headline function (in its order) applied to ``records``."""
+    from creditlab.experiments import HEADLINES, load_all
+
+    load_all()
+    return [row for _, fn in sorted(HEADLINES.items()) for row in fn(list(records))]
 
 
 def report_blocks(records: Sequence[dict[str, Any]], out_dir: Path, sources: Sequence[Path],
@@ -96,4 +105,5 @@ def build_report(paths: list[Path], out_dir: Path, format: str) -> Path:
 
 
 
-__all__ = ["FORMATS", "build_report", "experiment_summaries", "load_records", "report_blocks"]
+__all__ = ["FORMATS", "build_report", "experiment_headlines", "experiment_summaries", "load_records",
+           "report_blocks"]

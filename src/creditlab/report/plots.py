@@ -203,3 +203,58 @@ def plot_accuracy_vs_step_time(records: Sequence[dict[str, Any]], path: Path) ->
 
 
 __all__ = ["plot_accuracy_vs_step_time", "plot_alignment", "plot_learning_curves"]
+
+
+def plot_rules_side_by_side(records: Sequence[dict[str, Any]], path: Path, device: str = "cpu") -> Path | None:
+    """Every rule beside backprop: step time as a ratio to BP per model (``perf`` records on ``device``)
+    and test accuracy per model and dataset (the newest ``train`` record of each rule/model/dataset/budget,
+    budgets shared by every rule of a panel only). None if the records hold neither."""
+    ratios: dict[str, dict[str, float]] = {}
+    for record in latest_by((r for r in records if r.get("kind") == "perf" and "rule" in (r.get("config") or {})
+                             and device_type(r.get("device", "")) == device), config_identity):
+        ratio = (record.get("final") or {}).get("ratio_to_bp")
+        if ratio is not None:
+            ratios.setdefault(str(record["config"].get("model")), {})[str(record["config"]["rule"])] = ratio
+    accuracy: dict[str, dict[str, float]] = {}
+    for record in latest_by((r for r in records if r.get("kind") == "train"), config_identity):
+        rule, model, dataset = train_identity(record)
+        config, final = record.get("config") or {}, record.get("final") or {}
+        if final.get("test_accuracy") is None:
+            continue
+        panel = f"{model}/{dataset}, {config.get('epochs')} ep" + (
+            f" × {config['train_limit'] // 1000}k" if config.get("train_limit") else "")
+        accuracy.setdefault(panel, {})[rule] = 100 * final["test_accuracy"]
+    accuracy = {panel: by_rule for panel, by_rule in accuracy.items() if len(by_rule) >= 3}
+    ratios = {model: by_rule for model, by_rule in ratios.items() if len(by_rule) >= 2}
+    if not ratios and not accuracy:
+        return None
+    plt = _pyplot()
+    rules = sorted({r for group in (*ratios.values(), *accuracy.values()) for r in group},
+                   key=lambda r: (r != "bp", r))
+    colors = {rule: plt.cm.tab10(i % 10) for i, rule in enumerate(rules)}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, groups, ylabel, title in (
+            (axes[0], ratios, "step time / BP's step time", f"step time relative to backprop ({device})"),
+            (axes[1], accuracy, "test accuracy (%)", "test accuracy")):
+        names = sorted(groups)
+        width = 0.8 / max(1, len(rules))
+        for i, rule in enumerate(rules):
+            xs = [g + (i - len(rules) / 2 + 0.5) * width for g, name in enumerate(names) if rule in groups[name]]
+            ys = [groups[name][rule] for name in names if rule in groups[name]]
+            if ys:
+                ax.bar(xs, ys, width, color=colors[rule], label=rule)
+        ax.set_xticks(range(len(names)), names, rotation=15, fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, axis="y", alpha=0.3)
+        if groups is ratios and names:
+            ax.axhline(1.0, color="black", linewidth=0.8)
+        if groups is accuracy and names:
+            low = min(v for g in groups.values() for v in g.values())
+            ax.set_ylim(max(0.0, math.floor(low - 2)), 100)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[rule]) for rule in rules]
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.legend(handles, rules, loc="upper center", ncol=len(rules), fontsize=9, frameon=False)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
