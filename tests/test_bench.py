@@ -264,8 +264,8 @@ def test_readme_section_rewritten_between_markers(tmp_path: Path) -> None:
     text = readme.read_text()
     assert text.startswith("# creditlab\n\nintro\n\n" + README_BEGIN)
     assert text.endswith(README_END + "\n\nfooter\n")
-    assert "old numbers" not in text and "97.12" in text and read_records(store)[0]["commit"] in text
-    assert "(results/report/learning_curves.png)" in text
+    assert "old numbers" not in text and "| paper | claim | ours | paper's | status |" in text
+    assert "(results/report/report.md)" in text  # the full tables, with commit and device per row
     update_readme(readme, [store.parent], tmp_path / "results" / "report")  # idempotent
     assert readme.read_text() == text
     readme.write_text("no markers")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import perturbed_vnn
 from creditlab.errors import IncompatibleModelError
 from creditlab.models import build_model
-from creditlab.models.vnn import build_vectorized, seeded_generator
+from creditlab.models.vnn import build_vectorized, init_generator
 from creditlab.models.vnn_layers import VecGate
 from creditlab.report.render import render_markdown
 from creditlab.rules import build_rule
@@ -34,7 +34,7 @@ def tiny_net(kind: str, nonnegative: bool, seed: int, classes: int = 4):
 def test_gevb_matches_hand_computed_update_on_tiny_fc_net() -> None:
     """Loops over the paper's formula dW_ij = sum_b G_bi (e_b . a_bj), db_ki = sum_b G_bi e_bk."""
     k, d = 3, 4
-    net = build_vectorized((1, 2, 2), k, (("fc", 4), ("fc", 2)), True, seeded_generator(0)).double()
+    net = build_vectorized((1, 2, 2), k, (("fc", 4), ("fc", 2)), True, init_generator(0)).double()
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1), dtype=p.dtype))
