@@ -217,9 +217,16 @@ def _fixture_store(path: Path) -> None:
     for rule, error in (("bp", 1.05), ("fa", 2.4)):
         append_record(path, make_record("reproduce", f"biotorch-mnist-lenet/{rule}", {"rule": rule},
                                         {"test_error_pct_anchor": error, "biotorch_test_error_pct": 0.91}))
-    append_record(path, make_record("reproduce", "fa-theory-loss", {"width": 3200, "paper": {"slope": -0.2}},
+    # an experiment without its own summary: the generic table, one row per dict of a list
+    append_record(path, make_record("reproduce", "fa-theory-mnist", {"width": 3200, "paper": {"slope": -0.2}},
                                     {"per_lambda": [{"lambda": 0.0, "final_alignment": {"mean": 0.0502}}],
                                      "curve": [1.0] * 50}))
+    append_record(path, make_record("reproduce", "fa-theory-loss",  # its summary: a row per lambda
+                                    {"activation": "relu", "width": 3200, "runs": 2, "steps": 5000},
+                                    {"per_lambda": [{"lambda": 0.02, "mean_loss_at": {"0": 141.0, "4999": 2.5e-3},
+                                                     "sd_loss_at": {"0": 60.0, "4999": 1e-3},
+                                                     "log10_loss_slope_second_half_per_1000_steps": -0.1,
+                                                     "final_alignment": {"mean": 0.487}}]}))
     for seed, values in ((0, [0.25, 0.2]), (1, [0.21])):  # an experiment with its own summary tables
         append_record(path, make_record("reproduce", "fa-theory-alignment",
                                         {"activation": "relu", "seed": seed, "quick": False},
@@ -238,6 +245,7 @@ def test_report_tables_and_plots(tmp_path: Path) -> None:
     assert "1.05" in text and "2.4" in text and "0.91" in text  # reproduction rows with BioTorch's number
     assert "| final_alignment.mean |" in text and "| 0 | 0.0502 |" in text  # one row per lambda
     assert "config.paper.slope (paper)" in text
+    assert "| 0.02 | 1.41e+02 ± 6.0e+01 | 2.50e-03 ± 1.0e-03 | -0.10 | 0.487 |" in text  # fa-theory-loss summary
     # fa-theory-alignment: the experiment's summary, runs of both seeds pooled beside the authors'
     assert "| 0 | 0.220±0.026 (3) / 0.220±0.051 | – / 0.136±0.043 |" in text and "| 1/1 | – |" in text
     title = "**relu: targets from a random teacher network"  # each panel's table is named above it

@@ -17,8 +17,8 @@ from creditlab.models.vnn import (
     VectorizedNet,
     build_vectorized,
     credit_alignment_angles,
-    output_error,
     init_generator,
+    output_error,
 )
 from creditlab.models.vnn_layers import AlternatingReLU, VecGate, VecInputConv2d, VecInputLinear
 from creditlab.rules import build_rule

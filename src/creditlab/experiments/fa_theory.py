@@ -402,8 +402,35 @@ def run_alignment(ctx: ExperimentContext) -> list[dict[str, Any]]:
     return records
 
 
+def loss_summary(records: list[dict[str, Any]]) -> list[Table]:
+    """One table per loss record (activation, width, runs): the mean training loss (± sd over runs) at
+    the recorded steps, the slope of log10 loss over the second half, and the final alignment, per λ."""
+    tables = []
+    records = [r for r in records if (r.get("final") or {}).get("per_lambda") and "activation" in r.get("config", {})]
+    for record in sorted(records, key=lambda r: (r["config"]["activation"], r["config"]["width"])):
+        config, per_lambda = record["config"], record["final"]["per_lambda"]
+        runs = int(config.get("runs", 1))
+        steps = list(per_lambda[0]["mean_loss_at"]) if per_lambda else []
+        rows = []
+        for cell in per_lambda:
+            losses = [f"{cell['mean_loss_at'][s]:.2e}" + (f" ± {cell['sd_loss_at'][s]:.1e}" if runs > 1 else "")
+                      for s in steps]
+            alignment = cell["final_alignment"]
+            rows.append([f"{cell['lambda']:g}", *losses, f"{cell['log10_loss_slope_second_half_per_1000_steps']:.2f}",
+                         f"{alignment['mean']:.3f}"])
+        title = (f"{config['activation']}, p = {config['width']}, {runs} run{'s' if runs > 1 else ''}, "
+                 f"{config.get('steps')} steps")
+        tables.append(Table(["λ", *[f"loss at step {s}" for s in steps], "log10 loss slope / 1000 steps",
+                             "final cos(β, b)"], rows, title=title))
+    if tables:
+        tables[-1].notes.append("Mean training MSE over runs (± sd where there are several runs); the slope is a "
+                                "least-squares fit over the second half of training. The curves: "
+                                "`results/fa_theory/loss_ACTIVATION.png`.")
+    return tables
+
+
 @register_experiment(
-    "fa-theory-loss", "Song, Xu & Lafferty 2021: FA training loss vs step at p = 3200",
+    "fa-theory-loss", "Song, Xu & Lafferty 2021: FA training loss vs step at p = 3200", summary=loss_summary,
     options={"activation": ExperimentOption(None, ACTIVATION_HELP),
              "widths": ExperimentOption(None, "widths p [default: [3200]; quick: [400]]"),
              "runs": ExperimentOption(None, "runs per lambda [default: 50; quick: 3]"),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from creditlab.report.build import experiment_summaries, load_records
+from creditlab.report.plots import plot_alignment
 from creditlab.report.render import Block, Image, Paragraph, render_markdown
 from creditlab.report.tables import accuracy_table, reproduce_blocks, step_time_table, train_identity
 
@@ -35,7 +36,7 @@ def _write(path: Path, blocks: list[Block], base: Path, empty: str) -> Path:
     return path
 
 
-def _rule_blocks(records: list[dict[str, Any]], rule: str) -> list[Block]:
+def _rule_blocks(records: list[dict[str, Any]], rule: str, figures: Path) -> list[Block]:
     trained = [r for r in records if r.get("kind") == "train" and train_identity(r)[0] == rule]
     timed = [r for r in records if r.get("kind") == "perf" and (r.get("config") or {}).get("rule") == rule]
     blocks: list[Block] = []
@@ -49,6 +50,11 @@ def _rule_blocks(records: list[dict[str, Any]], rule: str) -> list[Block]:
     if step_time and timed:
         blocks += [Paragraph("**Step time relative to backprop** (same model, interleaved in one process):"),
                    step_time]
+    figures.mkdir(parents=True, exist_ok=True)
+    alignment = plot_alignment(trained, figures / f"alignment_{rule.replace('+', 'plus')}.png")
+    if alignment is not None:
+        blocks += [Paragraph("**Alignment with the true gradient over training** (per layer, `--track-alignment`):"),
+                   Image(alignment, f"alignment of {rule} with the true gradient")]
     return blocks
 
 
@@ -74,7 +80,8 @@ def write_docs_sections(paths: list[Path], docs_dir: Path) -> list[Path]:
         written.append(_write(target / "papers" / f"{name}.md", blocks, Path(docs_dir) / "papers",
                               f"No records of `creditlab reproduce {name}` yet."))
     for rule in RULES.names():
-        written.append(_write(target / "rules" / f"{rule}.md", _rule_blocks(records, rule), Path(docs_dir) / "rules",
+        written.append(_write(target / "rules" / f"{rule}.md", _rule_blocks(records, rule, figures / "rules"),
+                              Path(docs_dir) / "rules",
                               f"No training or step-time records of `{rule}` yet."))
     return written
 

@@ -105,6 +105,12 @@ def accuracy_table(records: Sequence[dict[str, Any]]) -> Table | None:
         budget = f"{epochs_done}" + (f"/{epochs_set}" if stopped_early else "") + " ep"
         if final.get("train_examples"):
             budget += f" × {final['train_examples'] / 1000:g}k"
+        protocol = [str(config[k]) for k in ("optimizer", "schedule") if config.get(k) not in (None, "none")]
+        if config.get("val_fraction"):
+            protocol.append(f"val {100 * config['val_fraction']:g}%")
+        if config.get("augment"):
+            protocol.append("augment")
+        budget += f" ({', '.join(protocol)})" if protocol else ""
         accuracy = final.get("test_accuracy")
         ours = "diverged" if "error" in final else (f"{100 * accuracy:.2f}" if accuracy is not None else "–")
         commit, device = provenance(record)
@@ -112,54 +118,54 @@ def accuracy_table(records: Sequence[dict[str, Any]]) -> Table | None:
                      fmt(record.get("wall_time_s"), 3), device, commit])
     columns = ["rule", "model", "dataset", "budget", "test acc. (%)", "paper test acc. (%)", "wall time (s)",
                "device", "commit"]
-    notes = ["Budget: epochs run (/ configured, when training stopped early) × training examples. The paper "
+    notes = ["Budget: epochs run (/ configured, when training stopped early) × training examples (optimizer, "
+             "schedule, validation split, augmentation: rows of one cell that differ in protocol say how). The paper "
              "numbers are the papers' full-budget results (100 − their test error %), shown for reference; "
              "a reduced budget is not expected to reach them.", *footnotes.notes()]
     return Table(columns, rows, notes)
 
 
 def step_time_table(records: Sequence[dict[str, Any]]) -> Table | None:
-    """Median step time per rule and its ratio to BP on the same model (newest per config), with anchors."""
+    """Step time as a ratio to BP's on the same model and device: a row per (model, device), a column per
+    rule (newest record per config), the anchors' ratio beside ours; BP's own ms/step in its column."""
     perf = latest_by((r for r in records if _is_rule_timing(r)), config_identity)
     if not perf:
         return None
     footnotes = Footnotes()
-    rows = []
-
-    def order(r: dict[str, Any]) -> tuple[Any, ...]:
-        ratio = (r.get("final") or {}).get("ratio_to_bp")
-        rule = r["config"].get("rule")
-        return (device_type(r.get("device", "")), r["config"].get("model", ""), rule != "bp", ratio is None,
-                ratio or 0)
-
-    for record in sorted(perf, key=order):
+    reasons: dict[str, int] = {}
+    grid: dict[tuple[str, str, str], dict[str, str]] = {}
+    commits: dict[tuple[str, str, str], set[str]] = {}
+    rules: list[str] = []
+    for record in perf:
         config, final = record["config"], record.get("final") or {}
         commit, device = provenance(record)
-        rule, model = config.get("rule", "?"), model_label(config)
+        rule = str(config.get("rule", "?"))
+        key = (device_type(record.get("device", "")), model_label(config), device)
+        rules += [rule] if rule not in rules else []
+        commits.setdefault(key, set()).add(commit)
         if "median_ms" not in final:
             reason = str(final.get("unavailable", "not measured"))
-            rows.append([model, rule, "n/a", "–", "–", "–", "–", "–", "–", device, commit])
-            rows[-1][2] = f"n/a: {reason[:80]}"
+            grid.setdefault(key, {})[rule] = f"n/a ({reasons.setdefault(reason, len(reasons) + 1)})"
             continue
-        anchor = paper_step_time_ratio(rule, config.get("model", ""), device_type(record.get("device", "")))
-        anchor_cell = paper_cell_text(anchor.value, anchor, footnotes) if anchor and anchor.value is not None else "–"
         ratio = final.get("ratio_to_bp")
-        peak = final.get("step_peak_bytes")
-        rows.append([model, rule, f"{final['median_ms']:.2f}", f"{final['min_ms']:.2f}–{final['max_ms']:.2f}",
-                     f"{ratio:.2f}" if ratio is not None else "–", anchor_cell,
-                     f"{final['samples_per_s']:,.0f}", f"{peak / 2**20:.1f}" if peak is not None else "–",
-                     f"{final['state_bytes'] / 2**20:.1f}" if final.get("state_bytes") is not None else "–",
-                     device, commit])
-    columns = ["model", "rule", "median ms/step", "min–max ms", "ratio to BP", "anchor ratio", "samples/s",
-               "step peak (MiB)", "state (MiB)", "device", "commit"]
+        cell = f"{final['median_ms']:.2f} ms" if rule == "bp" else (f"{ratio:.2f}" if ratio is not None else "–")
+        anchor = paper_step_time_ratio(rule, config.get("model", ""), key[0])
+        if anchor is not None and anchor.value is not None and rule != "bp":
+            cell += f" ({paper_cell_text(anchor.value, anchor, footnotes)})"
+        grid.setdefault(key, {})[rule] = cell
+    order = ["bp", "fa", "usf", "brsf", "frsf", "kp", "dfa", "dfa+", "gevb"]
+    rules = sorted(rules, key=lambda r: (order.index(r) if r in order else len(order), r))
+    rows = [[model, device, *[grid[key].get(rule, "–") for rule in rules], ", ".join(sorted(commits[key]))]
+            for key in sorted(grid) for (_, model, device) in [key]]
     methods = sorted({str((r.get("final") or {}).get("memory_method")) for r in perf
                       if (r.get("final") or {}).get("memory_method")})
     batch = sorted({str(b) for r in perf if (b := (r.get("final") or {}).get("batch_size")) is not None})
-    notes = [f"A step is rule.step + optimizer step + model constraints, batch {', '.join(batch)}; rules on "
-             "one model were timed interleaved in one process (median over the timed rounds). Step peak: "
-             + "; ".join(methods) + ". State: parameters, buffers, rule state and optimizer state.",
-             *footnotes.notes()]
-    return Table(columns, rows, notes)
+    notes = [f"Each rule's median step time over BP's on the same model and device (bp: its own ms/step); the "
+             f"anchor's ratio to its own BP in brackets. A step is rule.step + optimizer step + model "
+             f"constraints, batch {', '.join(batch)}; the rules of one model were timed interleaved in one "
+             "process. Peak memory and state size per rule are in the records (" + "; ".join(methods) + ").",
+             *[f"({i}) {reason}" for reason, i in reasons.items()], *footnotes.notes()]
+    return Table(["model", "device", *rules, "commit"], rows, notes)
 
 
 def _is_rule_timing(record: dict[str, Any]) -> bool:
