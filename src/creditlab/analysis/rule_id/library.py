@@ -47,7 +47,7 @@ def summary_statistics(values: torch.Tensor) -> np.ndarray:
         std = var.sqrt()
         safe = std if float(std) > 0 else torch.ones_like(std)
         rows.append([float(transform.norm() / math.sqrt(transform.numel())), float(mean),
-                     float(transform.median()), float(torch.quantile(transform, 0.75)), float(var),
+                     float(torch.quantile(transform, 0.5)), float(torch.quantile(transform, 0.75)), float(var),
                      float((centered ** 3).mean() / safe ** 3), float((centered ** 4).mean() / safe ** 4)])
     return np.asarray(rows)
 
