@@ -270,7 +270,7 @@ def run_library(ctx: ExperimentContext) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     n_train_seeds, n_test_seeds, n_arch_seeds = (2, 1, 1) if ctx.quick else (8, 4, 4)
     train_limit = 256 if ctx.quick else 2048
-    epochs, every, timepoints = (1, 2, 4) if ctx.quick else (2, 4, 8)
+    epochs, every, timepoints = (1, 1, 4) if ctx.quick else (2, 4, 8)
     rules, refused = library_rules(lambda arch: build_model("mlp", (1, 28, 28), 10, **arch))
     data = load_dataset("mnist", ctx.data_dir, "cpu", 0.0, 0, "standard")
     probe = data.train_x[-256:]  # outside every run's training subset
