@@ -19,7 +19,6 @@ held-out architecture. Chance is 1 / (number of rules).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,18 +37,17 @@ OBSERVABLES_NAME = "observables.npz"
 
 def summary_statistics(values: torch.Tensor) -> np.ndarray:
     """The 7 statistics of each of the 3 transforms of a tensor (flattened) -> (3, 7) float64."""
-    flat = values.detach().double().reshape(-1)
+    flat = values.detach().cpu().double().reshape(-1).numpy()
     rows = []
-    for transform in (flat, flat.abs(), flat ** 2):
+    for transform in (flat, np.abs(flat), flat ** 2):
         mean = transform.mean()
         centered = transform - mean
         var = (centered ** 2).mean()
-        std = var.sqrt()
-        safe = std if float(std) > 0 else torch.ones_like(std)
-        rows.append([float(transform.norm() / math.sqrt(transform.numel())), float(mean),
-                     float(torch.quantile(transform, 0.5)), float(torch.quantile(transform, 0.75)), float(var),
-                     float((centered ** 3).mean() / safe ** 3), float((centered ** 4).mean() / safe ** 4)])
-    return np.asarray(rows)
+        std = np.sqrt(var) if var > 0 else 1.0
+        median, q3 = np.percentile(transform, [50, 75])
+        rows.append([np.linalg.norm(transform) / np.sqrt(transform.size), mean, median, q3, var,
+                     (centered ** 3).mean() / std ** 3, (centered ** 4).mean() / std ** 4])
+    return np.asarray(rows, dtype=np.float64)
 
 
 def observed_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -160,7 +158,15 @@ class LogisticClassifier:
     iterations: int = 200
 
     def fit(self, features: np.ndarray, labels: np.ndarray, classes: int) -> LogisticClassifier:
-        """Fit on features (n, d) and integer labels (n,)."""
+        """Fit on features (n, d) and integer labels (n,) (single-threaded: tiny problem, busy machines)."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._fit(features, labels, classes)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, features: np.ndarray, labels: np.ndarray, classes: int) -> LogisticClassifier:
         x = torch.as_tensor(features, dtype=torch.float64)
         self.mean, self.std = x.mean(0), x.std(0).clamp_min(1e-8)
         x = (x - self.mean) / self.std
