@@ -12,7 +12,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from creditlab.analysis.rule_id import bmi, feedforward as ff, library as lib
+from creditlab.analysis.rule_id import bmi
+from creditlab.analysis.rule_id import feedforward as ff
+from creditlab.analysis.rule_id import library as lib
 from creditlab.cli import app
 from creditlab.errors import CreditlabError
 
@@ -91,7 +93,8 @@ def test_anisotropic_noise_separates_unbiased_sl_only_with_sigma() -> None:
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"noise_std": 0.0}, "noise_std > 0"), ({"overlap": 1.5}, "overlap in"), ({"observed_trials": 1}, "observed_trials"),
+    ({"noise_std": 0.0}, "noise_std > 0"), ({"overlap": 1.5}, "overlap in"),
+    ({"observed_trials": 1}, "observed_trials"),
     ({"anisotropy": 0.5}, "anisotropy >= 1"), ({"baseline": "mean"}, "baseline 'clean' or 'running'"),
     ({"n_out": 30}, "n_out"),
 ])

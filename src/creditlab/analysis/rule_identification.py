@@ -5,10 +5,25 @@ Feedforward SL-vs-RL model: :mod:`creditlab.analysis.rule_id.feedforward`; the B
 :mod:`creditlab.analysis.rule_id.library`.
 """
 
-from creditlab.analysis.rule_id.bmi import (BMISetting, flow_field, flow_field_correlation, predicted_flow_change,
-                                            pretrain, retrain_and_score, sign_flip_test)
-from creditlab.analysis.rule_id.feedforward import (FeedforwardSetting, expected_rl_update, identification_accuracy,
-                                                    mean_cosine, rl_update, simulate, sl_update, sweep)
+from creditlab.analysis.rule_id.bmi import (
+                                            BMISetting,
+                                            flow_field,
+                                            flow_field_correlation,
+                                            predicted_flow_change,
+                                            pretrain,
+                                            retrain_and_score,
+                                            sign_flip_test,
+)
+from creditlab.analysis.rule_id.feedforward import (
+                                            FeedforwardSetting,
+                                            expected_rl_update,
+                                            identification_accuracy,
+                                            mean_cosine,
+                                            rl_update,
+                                            simulate,
+                                            sl_update,
+                                            sweep,
+)
 
 __all__ = ["BMISetting", "FeedforwardSetting", "expected_rl_update", "flow_field", "flow_field_correlation",
            "identification_accuracy", "mean_cosine", "predicted_flow_change", "pretrain", "retrain_and_score",
