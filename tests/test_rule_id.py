@@ -4,7 +4,9 @@ and each reproduction's --quick path."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,10 @@ from creditlab.analysis.rule_id import bmi
 from creditlab.analysis.rule_id import feedforward as ff
 from creditlab.analysis.rule_id import library as lib
 from creditlab.cli import app
+from creditlab.data import DATASETS, Dataset
 from creditlab.errors import CreditlabError
+from creditlab.experiments import load_all
+from creditlab.train import TrainConfig, fit, prepare
 
 
 # --- the RL expected update, by Monte Carlo ------------------------------------------------------
@@ -165,16 +170,90 @@ def test_observables_npz_round_trip_and_corrupt_file(tmp_path: Path) -> None:
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
     rule = type("R", (), {"model": model})()
     recorder = lib.ObservableRecorder(torch.randn(5, 4), every=2)
-    recorder.record(rule)
+    recorder.on_fit_start(rule, None)
     for step in range(4):
         recorder.on_step_end(rule, step)
-    loaded = lib.load_observables(recorder.save(tmp_path))
+    loaded = lib.load_observables(recorder.save(tmp_path, {"rule": "bp"}), {"rule": "bp"})
     assert loaded["values"].shape == (3, 2, 3, 3, 7) and list(loaded["steps"]) == [0, 2, 4]
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
-    with pytest.raises(CreditlabError, match="missing or corrupt"):
+    with pytest.raises(CreditlabError, match=r"observables file .*bad.npz is missing or corrupt"):
         lib.load_observables(tmp_path / "bad.npz")
     with pytest.raises(CreditlabError, match="fewer than the 9 timepoints"):
         lib.trajectory_features(loaded["values"], 9)
+
+
+def test_observables_recorded_for_another_run_are_refused_naming_the_file(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    recorder = lib.ObservableRecorder(torch.randn(5, 4))
+    recorder.record(type("R", (), {"model": model})())
+    path = recorder.save(tmp_path, {"rule": "fa", "seed": 1, "lr": 0.001})
+    with pytest.raises(CreditlabError, match=r"observables file .*observables.npz was recorded for another run "
+                                             r"\(differs in: rule, seed\)"):
+        lib.load_observables(path, {"rule": "bp", "seed": 2, "lr": 0.001})
+    np.savez(tmp_path / "foreign.npz", values=np.zeros((3, 2, 3, 3)), steps=np.zeros(3))
+    with pytest.raises(CreditlabError, match=r"foreign.npz has values of shape \(3, 2, 3, 3\)"):
+        lib.load_observables(tmp_path / "foreign.npz")
+
+
+def test_scale_normalised_statistics_do_not_see_a_layer_scale() -> None:
+    """A layer whose weights, updates and activations are all scaled gives the same normalised features."""
+    generator = torch.Generator().manual_seed(0)
+    weight, update, activation = (torch.randn(6, 5, generator=generator, dtype=torch.float64) for _ in range(3))
+
+    def values(w_scale: float, a_scale: float) -> np.ndarray:
+        rows = [[lib.summary_statistics(w_scale * weight), lib.summary_statistics(torch.zeros(6, 5)),
+                 lib.summary_statistics(a_scale * activation)],
+                [lib.summary_statistics(w_scale * (weight + update)), lib.summary_statistics(w_scale * update),
+                 lib.summary_statistics(a_scale * activation.relu())]]
+        return np.asarray(rows)[:, None]  # (records, layers=1, measures, transforms, statistics)
+
+    base, scaled = values(1.0, 1.0), values(0.37, 4.2)
+    assert not np.allclose(base, scaled)
+    np.testing.assert_allclose(lib.scale_normalised(scaled), lib.scale_normalised(base), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(lib.scale_normalised(base)[0, 0, 0, 0, 0], 1.0)  # initial weight RMS is the unit
+    with pytest.raises(CreditlabError, match="unknown feature scaling 'width'; valid: none, init"):
+        lib.trajectory_features(base, 2, "width")
+
+
+def _tiny_dataset() -> Dataset:
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 1, 28, 28, generator=generator)
+    y = torch.randint(0, 10, (40,), generator=generator)
+    return Dataset(DATASETS.get("mnist"), x, y, x[:0], y[:0], x[:8], y[:8])
+
+
+def test_recorder_is_called_once_per_trainer_step_and_resumes_from_the_checkpoint(tmp_path: Path) -> None:
+    data = _tiny_dataset()  # 40 images, batch 8: 5 steps per epoch
+
+    def run(epochs: int, out: Path | None, resume: bool = False) -> lib.ObservableRecorder:
+        config = TrainConfig(epochs=epochs, batch_size=8, lr=0.01, optimizer="sgd", seed=0, progress=False,
+                             out_dir=str(out) if out else None, resume=resume)
+        learner = prepare("bp", "mlp", "mnist", config, {}, {"hidden": (6,)})
+        recorder = lib.ObservableRecorder(data.train_x[:4], every=2)
+        fit(learner, data, config, hooks=[recorder])
+        return recorder
+
+    straight = run(3, None)
+    assert straight.steps == [0, 2, 4, 6, 8, 10, 12, 14]  # 15 steps: the init, then every 2nd
+    run(1, tmp_path)
+    resumed = run(3, tmp_path, resume=True)
+    assert resumed.steps == straight.steps
+    np.testing.assert_array_equal(np.asarray(resumed.values), np.asarray(straight.values))
+
+
+def test_recorder_state_from_another_run_is_refused_naming_the_checkpoint(tmp_path: Path) -> None:
+    data = _tiny_dataset()
+    config = TrainConfig(epochs=1, batch_size=8, lr=0.01, optimizer="sgd", seed=0, progress=False,
+                         out_dir=str(tmp_path))
+    fit(prepare("bp", "mlp", "mnist", config, {}, {"hidden": (6,)}), data, config,
+        hooks=[lib.ObservableRecorder(data.train_x[:4], every=2)])
+    config = dataclasses.replace(config, epochs=2, resume=True)
+    with pytest.raises(CreditlabError, match=r"hook 0 \(ObservableRecorder\) in checkpoint .*checkpoint.pt does "
+                                             r"not fit this run \(.*recorded every 2 steps, this recorder every 3"):
+        fit(prepare("bp", "mlp", "mnist", config, {}, {"hidden": (6,)}), data, config,
+            hooks=[lib.ObservableRecorder(data.train_x[:4], every=3)])
+    with pytest.raises(CreditlabError, match="not an observable recorder's"):
+        lib.ObservableRecorder(data.train_x[:4]).load_state_dict({"values": []})
 
 
 def test_logistic_classifier_separates_separable_classes() -> None:
@@ -193,6 +272,8 @@ def test_reproduce_quick_writes_records_and_figure(name: str, tmp_path: Path) ->
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert records and all(r["config"]["quick"] for r in records)
     assert list(tmp_path.glob("*.png"))
+    tables = load_all().get(name).summary(records)  # what `creditlab report` shows
+    assert tables and all(table.rows for table in tables)
 
 
 def test_reproduce_library_quick(tmp_path: Path, data_root: Path) -> None:
@@ -203,3 +284,36 @@ def test_reproduce_library_quick(tmp_path: Path, data_root: Path) -> None:
     assert {"bp", "fa", "dfa", "node-perturbation"} <= set(record["final"]["rules"])
     assert "gevb" in record["final"]["refused"]  # its own model check refuses the MLPs
     assert len(list((tmp_path / "library_runs").rglob("observables.npz"))) == len(record["final"]["runs"])
+    accuracy, confusion_seeds, confusion_arch = load_all().get("rule-id-library").summary([record])
+    assert [row[0] for row in accuracy.rows] == ["none", "init"]
+    assert [row[0] for row in confusion_seeds.rows] == record["final"]["rules"]
+
+
+def test_reproduce_library_refuses_a_corrupt_cached_observables_file(tmp_path: Path, data_root: Path) -> None:
+    bad = tmp_path / "library_runs" / "bp-train-seed0" / "observables.npz"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    result = CliRunner().invoke(app, ["reproduce", "rule-id-library", "--quick", "--out", str(tmp_path),
+                                      "--data-dir", str(data_root), "--opt", "reuse=true"])
+    assert result.exit_code == 2, result.output
+    assert "bp-train-seed0" in result.output and "missing or corrupt" in result.output
+    assert not (tmp_path / "results.jsonl").exists()  # nothing recorded from partial data
+
+
+@pytest.mark.parametrize(("name", "options", "message"), [
+    ("rule-id-library", ["rules=[bp]"], "at least 2 distinct rules"),
+    ("rule-id-library", ["rules=[bp,gevb]"], "rule 'gevb' cannot be identified here"),
+    ("rule-id-library", ["rules=[bp,sgd]"], "unknown rule 'sgd'; valid: bp"),
+    ("rule-id-library", ["timepoints=9"], "records only 5 times"),
+    ("rule-id-library", ["every=0"], "every: must be an integer >= 1"),
+    ("rule-id-feedforward", ["replicates=-3"], "replicates: must be an integer >= 1"),
+    ("rule-id-feedforward", ["sweeps=[depth]"], "valid sweeps: observed_trials"),
+    ("rule-id-bmi", ["sl_overlaps=[1.5]"], "flat cosines in \\[-1, 1\\]"),
+])
+def test_reproduce_refuses_bad_options(name: str, options: list[str], message: str, tmp_path: Path) -> None:
+    args = ["reproduce", name, "--quick", "--out", str(tmp_path)]
+    for option in options:
+        args += ["--opt", option]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert re.search(message, " ".join(result.output.split())), result.output

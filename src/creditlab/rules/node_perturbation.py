@@ -20,13 +20,16 @@ detached, and one scalar per example (the loss) is the only learning signal: no 
 model, no weight transport.
 
 Baseline (``baseline``):
-- ``running`` (default): a running average of the batch-mean loss, a buffer updated *after* each
-  step with time constant ``baseline_tau`` steps (independent of this step's noise, so unbiased);
-  the first step uses its own batch mean (an O(1/B) bias on one step only);
-- ``clean``: the per-example loss of an extra noise-free forward pass (exactly unbiased, much lower
-  variance, one more forward pass per step).
+- ``clean`` (default): the per-example loss of an extra noise-free forward pass (exactly unbiased;
+  one more forward pass per step). The advantage is then only the noise's effect on each example;
+- ``running``: a running average of the batch-mean loss, a buffer updated *after* each step with
+  time constant ``baseline_tau`` steps (independent of this step's noise, so unbiased; the first step
+  uses its own batch mean, an O(1/B) bias on one step only). One scalar for every example, so the
+  advantage also carries the examples' own loss differences (O(1) on a classifier, against the
+  noise's O(sigma) effect) and the estimate's variance is far larger; it needs a much smaller
+  learning rate. It is the textbook REINFORCE baseline, kept for the linear-Gaussian comparisons.
 
-Randomness: a ``torch.Generator`` seeded with ``seeding.mix_seed``-style mixing of ``seed`` and kept
+Randomness: a ``torch.Generator`` from ``seeding.seeded_generator(seed, PERTURBATION_SEED_SALT)``, kept
 in the rule's state dict (``_extra_state``), so ``--resume`` continues bit-identically on CPU. Noise is
 drawn on the CPU and moved to the layer's device, so the trajectory does not depend on the device's
 generator. Under ``torch.no_grad()`` (evaluation) nothing is perturbed and nothing is drawn.
@@ -48,7 +51,7 @@ import torch.nn.functional as F
 
 from creditlab.rules import register_rule
 from creditlab.rules.base import LossFn, Rule, StepOutput, require
-from creditlab.rules.fa import _mix_seed
+from creditlab.seeding import seeded_generator
 
 #: mixed into the rule's seed so perturbations never repeat the weight-init stream of the same seed
 PERTURBATION_SEED_SALT = 0x9E7B0
@@ -81,7 +84,7 @@ class NodePerturbation(Rule):
                "pass (MLP, LeNet, ResNet-20, user models); not models with a custom backward")
 
     def __init__(self, model: nn.Module, loss_fn: LossFn = F.cross_entropy, seed: int = 0, sigma: float = 0.1,
-                 baseline: str = "running", baseline_tau: float = 10.0) -> None:
+                 baseline: str = "clean", baseline_tau: float = 10.0) -> None:
         if not (isinstance(sigma, int | float) and math.isfinite(sigma) and sigma > 0):
             raise ValueError(f"node-perturbation: sigma (the perturbation std) must be a positive number, "
                              f"got {sigma!r}")
@@ -91,7 +94,7 @@ class NodePerturbation(Rule):
             raise ValueError(f"node-perturbation: baseline_tau must be >= 1 step, got {baseline_tau!r}")
         super().__init__(model, loss_fn)
         self.seed, self.sigma, self.baseline, self.baseline_tau = int(seed), float(sigma), baseline, float(baseline_tau)
-        self.generator = torch.Generator().manual_seed(_mix_seed(int(seed), PERTURBATION_SEED_SALT))
+        self.generator = seeded_generator(int(seed), PERTURBATION_SEED_SALT)
         self.register_buffer("loss_baseline", torch.zeros(()))
         self.register_buffer("baseline_ready", torch.zeros((), dtype=torch.bool))
         self._modules_to_perturb = perturbed_modules(self.model)

@@ -29,9 +29,9 @@ mean over the *other* half's (trial, t) of ``cos(dF_W h_t, dF_obs h_t)``
 ``~idx_train``).
 
 Departures, all for the CPU budget or clarity: every (seed, overlap) network of a sweep runs at once
-as a batch (one numpy generator per sweep, seeded by (seed, rule)); one pretrained network per
-seed-independent pretraining (as the notebooks do: the network's own generator is fixed and the
-seeds change the decoder, M and the noise); W_bmi1 and M are built with an exact flat cosine
+as a batch (one numpy generator per sweep, ``seeding.numpy_generator(seed, "rule-id-bmi", rule, *seeds)``);
+one pretraining, independent of the seeds (as the notebooks do: the network's own generator is fixed
+and the seeds change the decoder, M and the noise); W_bmi1 and M are built with an exact flat cosine
 (:func:`~creditlab.analysis.rule_id.feedforward.matrix_with_overlap`) instead of the authors'
 random search over re-drawn entries (``choose_aligned_matrix``, tolerance 0.01).
 """
@@ -45,6 +45,7 @@ import numpy as np
 
 from creditlab.analysis.rule_id.feedforward import matrix_cosine, matrix_with_overlap
 from creditlab.errors import CreditlabError
+from creditlab.seeding import numpy_generator
 
 BMI_RULES = ("sl", "rl")
 
@@ -194,7 +195,7 @@ def flow_field_correlation(predicted: np.ndarray, observed: np.ndarray, h: np.nd
 def pretrain(setting: BMISetting) -> dict[str, np.ndarray]:
     """The pretrained network: RFLO with M = W_bmi0^T for ``pretrain_trials`` (seeded by network_seed)."""
     setting.validate()
-    rng = np.random.default_rng([setting.network_seed, 0])
+    rng = numpy_generator(setting.network_seed, "rule-id-bmi", "pretrain")
     w = initial_weights(setting, rng)
     session = run_session(setting, w["w_in"][None], w["w_rec"][None], w["w_out"][None], w["w_out"].T[None],
                           "sl", setting.pretrain_trials, rng)
@@ -220,21 +221,22 @@ def retrain_and_score(setting: BMISetting, net: dict[str, np.ndarray], rule: str
     pairs = [(seed, overlap) for seed in seeds for overlap in overlaps]
     w_bmi1, credits = [], []
     for seed, overlap in pairs:
-        pick = np.random.default_rng([seed, 1])  # W_bmi1 depends on the seed only, as in the notebooks
+        pick = numpy_generator(seed, "rule-id-bmi", "w_bmi1")  # W_bmi1 depends on the seed only, as in the notebooks
         decoder = matrix_with_overlap(net["w_out"], setting.decoder_overlap, pick)
         w_bmi1.append(decoder)
-        credits.append(matrix_with_overlap(decoder.T, overlap, np.random.default_rng([seed, 2, int(overlap * 1000)])))
+        credit_rng = numpy_generator(seed, "rule-id-bmi", "credit", round(overlap * 1000))
+        credits.append(matrix_with_overlap(decoder.T, overlap, credit_rng))
     w_bmi1_b, credit_b = np.stack(w_bmi1), np.stack(credits)
     batch = len(pairs)
     w_in = np.repeat(net["w_in"][None], batch, 0)
     w_rec0 = np.repeat(net["w_rec"][None], batch, 0)
     w_bmi0 = np.repeat(net["w_out"][None], batch, 0)
-    rng = np.random.default_rng([base_seed, BMI_RULES.index(rule), *seeds])
+    rng = numpy_generator(base_seed, "rule-id-bmi", rule, *seeds)
     pre = run_session(setting, w_in, w_rec0, w_bmi1_b, credit_b, None, setting.window, rng, record=True)
     train = run_session(setting, w_in, w_rec0, w_bmi1_b, credit_b, rule, setting.train_trials, rng, record=True)
     post = run_session(setting, w_in, train["w_rec"], w_bmi1_b, credit_b, None, setting.window, rng, record=True)
     observed = flow_field(post["h"]) - flow_field(pre["h"])
-    split = np.random.default_rng([base_seed, 1975]).permutation(setting.train_trials)
+    split = numpy_generator(base_seed, "rule-id-bmi", "split").permutation(setting.train_trials)
     fit_idx, test_idx = split[: setting.train_trials // 2], split[setting.train_trials // 2:]
     h_fit, err_fit, h_test = train["h"][:, fit_idx], train["err"][:, fit_idx], train["h"][:, test_idx]
     corr = {}

@@ -27,7 +27,8 @@ network learned by RL when ``c_RL > c_SL``, else by SL. It fails when M is close
 two predictions coincide: no observation separates them) — with isotropic noise, when M is close
 to D^T, i.e. when SL is nearly unbiased.
 
-All randomness comes from ``numpy.random.Generator`` objects made from explicit seeds; many
+All randomness comes from ``numpy.random.Generator`` objects made by ``seeding.numpy_generator`` from
+explicit seeds; many
 replicate experiments run at once as a leading batch axis.
 """
 
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from creditlab.errors import CreditlabError
+from creditlab.seeding import numpy_generator
 
 RULES_FF = ("sl", "rl")
 
@@ -194,7 +196,7 @@ def simulate(rule: str, setting: FeedforwardSetting, replicates: int, seed: int)
     setting.validate()
     if replicates < 1:
         raise CreditlabError(f"replicates must be >= 1, got {replicates}")
-    rng = np.random.default_rng([seed, RULES_FF.index(rule)])
+    rng = numpy_generator(seed, "rule-id-feedforward", rule)
     s, r = setting, replicates
     decoders = rng.standard_normal((r, s.n_out, s.n_hidden)) / np.sqrt(s.n_hidden)
     sigmas = np.stack([noise_covariance(s.n_hidden, s.noise_std, s.anisotropy, rng) for _ in range(r)])

@@ -15,10 +15,17 @@ transforms, statistics), ``steps``), not as JSON scalars. A classifier (standard
 multinomial logistic regression with L2, full-batch L-BFGS, in torch) is trained on the trajectories
 of some seeds of one architecture and tested on held-out seeds of the same architecture and on a
 held-out architecture. Chance is 1 / (number of rules).
+
+Features: the statistics at a few evenly spaced records, either as recorded (``scaling="none"``) or
+divided by each layer's own scale at initialization (``scaling="init"``, :func:`scale_normalised`),
+which removes what a layer's width does to its init scale (PyTorch's default init scales weights by
+1/sqrt(fan_in)), so a classifier trained on one architecture is not reading widths.
 """
 
 from __future__ import annotations
 
+import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,7 @@ import torch
 import torch.nn as nn
 
 from creditlab.errors import CreditlabError
+from creditlab.hooks import TrainerHook
 
 STATISTICS = ("norm", "mean", "median", "q3", "var", "skew", "kurtosis")
 TRANSFORMS = ("raw", "abs", "sq")
@@ -36,17 +44,22 @@ OBSERVABLES_NAME = "observables.npz"
 
 
 def summary_statistics(values: torch.Tensor) -> np.ndarray:
-    """The 7 statistics of each of the 3 transforms of a tensor (flattened) -> (3, 7) float64."""
+    """The 7 statistics of each of the 3 transforms of a tensor (flattened) -> (3, 7) float64.
+
+    Elementwise numpy only (products, no BLAS ``dot`` and no float powers: both are slow on a busy
+    machine and this runs at every record).
+    """
     flat = values.detach().cpu().double().reshape(-1).numpy()
     rows = []
-    for transform in (flat, np.abs(flat), flat ** 2):
+    for transform in (flat, np.abs(flat), flat * flat):
         mean = transform.mean()
         centered = transform - mean
-        var = (centered ** 2).mean()
+        squared = centered * centered
+        var = squared.mean()
         std = np.sqrt(var) if var > 0 else 1.0
         median, q3 = np.percentile(transform, [50, 75])
-        rows.append([np.linalg.norm(transform) / np.sqrt(transform.size), mean, median, q3, var,
-                     (centered ** 3).mean() / std ** 3, (centered ** 4).mean() / std ** 4])
+        rows.append([np.sqrt((transform * transform).mean()), mean, median, q3, var,
+                     (squared * centered).mean() / std ** 3, (squared * squared).mean() / std ** 4])
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -58,23 +71,20 @@ def observed_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [layers[0], layers[-1]]
 
 
-try:  # the trainer protocol's hook base class, once it lands (PROTOCOL_SPEC.md)
-    from creditlab.hooks import TrainerHook as _HookBase  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - until the protocol is merged
-    _HookBase = object  # type: ignore[assignment,misc]
-
-
-class ObservableRecorder(_HookBase):  # type: ignore[misc,valid-type]
+class ObservableRecorder(TrainerHook):
     """Trainer step hook: weight, update and probe-activation statistics every ``every`` steps.
 
     ``probe``: a fixed input batch (batch, *input_shape); ``values`` grows by one (layers, measures,
-    transforms, statistics) entry per record. Measuring runs under ``torch.no_grad()`` on the probe
-    and draws no random numbers, so the run's trajectory is the same with or without the recorder.
+    transforms, statistics) entry per record: one at the start of the fit (the initialization) and one
+    after every ``every``-th training step. Measuring runs under ``torch.no_grad()`` on the probe and
+    draws no random numbers, so the run's trajectory is the same with or without the recorder. Its
+    state (records so far, the weights of the last record, the step count) is checkpointed by the
+    trainer (``state_dict``), so a resumed fit continues the same arrays.
     """
 
     def __init__(self, probe: torch.Tensor, every: int = 4) -> None:
-        if every < 1:
-            raise CreditlabError(f"ObservableRecorder: every must be >= 1 step, got {every}")
+        if not isinstance(every, int) or every < 1:
+            raise CreditlabError(f"ObservableRecorder: every must be an integer >= 1 step, got {every!r}")
         self.probe, self.every = probe, every
         self.values: list[np.ndarray] = []
         self.steps: list[int] = []
@@ -82,7 +92,7 @@ class ObservableRecorder(_HookBase):  # type: ignore[misc,valid-type]
         self._global_step = 0
 
     def record(self, rule: Any) -> None:
-        """Measure now (also called once before training, so the trajectory starts at init)."""
+        """Measure now."""
         model = rule.model
         layers = observed_layers(model)
         outputs: dict[str, torch.Tensor] = {}
@@ -107,44 +117,122 @@ class ObservableRecorder(_HookBase):  # type: ignore[misc,valid-type]
         self.values.append(np.asarray(entry))
         self.steps.append(self._global_step)
 
-    def on_step_end(self, rule: Any, step: Any) -> None:  # noqa: D102 (TrainerHook)
+    def on_fit_start(self, rule: Any, context: Any) -> None:
+        """The first record, at the initialization (not again when a resumed fit restored records)."""
+        if not self.values:
+            self.record(rule)
+
+    def on_step_end(self, rule: Any, step: Any) -> None:
+        """Count the step; record after every ``every``-th."""
         self._global_step += 1
         if self._global_step % self.every == 0:
             self.record(rule)
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``observables.npz`` (values, steps, and the axis names) into ``directory``."""
+    def state_dict(self) -> dict[str, Any]:
+        """Records so far, the last record's weights and the step count (tensors: weights-only loadable)."""
+        return {"values": torch.from_numpy(np.asarray(self.values, dtype=np.float64).reshape(
+                    len(self.values), *(self.values[0].shape if self.values else (0,)))),
+                "steps": torch.tensor(self.steps, dtype=torch.long),
+                "previous": {k: v.clone() for k, v in self._previous.items()},
+                "global_step": self._global_step, "every": self.every}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; CreditlabError if it is not a recorder's state or was
+        written with another ``every``."""
+        try:
+            values, steps = state["values"], state["steps"]
+            previous, global_step, every = state["previous"], int(state["global_step"]), int(state["every"])
+            if len(values) != len(steps) or not isinstance(previous, dict):
+                raise ValueError(f"{len(values)} records but {len(steps)} steps")
+        except (KeyError, TypeError, ValueError) as error:
+            raise CreditlabError(f"ObservableRecorder: the saved state is not an observable recorder's "
+                                 f"({type(error).__name__}: {error})") from None
+        if every != self.every:
+            raise CreditlabError(f"ObservableRecorder: the saved state recorded every {every} steps, this "
+                                 f"recorder every {self.every}")
+        self.values = [v.numpy() for v in values]
+        self.steps = [int(s) for s in steps]
+        self._previous = {k: v.clone() for k, v in previous.items()}
+        self._global_step = global_step
+
+    def save(self, directory: str | Path, run_config: dict[str, Any] | None = None) -> Path:
+        """Write ``observables.npz`` (values, steps, the axis names and the run's config as JSON) into
+        ``directory``."""
         path = Path(directory) / OBSERVABLES_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, values=np.asarray(self.values), steps=np.asarray(self.steps), statistics=np.array(STATISTICS),
-                 transforms=np.array(TRANSFORMS), measures=np.array(MEASURES))
+                 transforms=np.array(TRANSFORMS), measures=np.array(MEASURES),
+                 run_config=np.array(json.dumps(run_config or {}, sort_keys=True)))
         return path
 
 
-def load_observables(path: str | Path) -> dict[str, np.ndarray]:
-    """Read an ``observables.npz``; a missing or corrupt file raises CreditlabError saying which."""
+def load_observables(path: str | Path, run_config: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Read an ``observables.npz``. A missing, corrupt or malformed file, or (``run_config`` given) one
+    recorded for another run, raises CreditlabError naming the file and what is wrong."""
     path = Path(path)
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             values, steps = data["values"], data["steps"]
-    except (OSError, KeyError, ValueError) as error:
-        raise CreditlabError(f"observables file {path} is missing or corrupt ({error}); rerun the "
-                             "experiment to rebuild it") from None
-    if values.ndim != 5 or values.shape[2:] != (len(MEASURES), len(TRANSFORMS), len(STATISTICS)):
-        raise CreditlabError(f"observables file {path} has values of shape {values.shape}; expected "
-                             f"(timepoints, layers, {len(MEASURES)}, {len(TRANSFORMS)}, {len(STATISTICS)})")
+            stored = json.loads(str(data["run_config"])) if "run_config" in data.files else None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise CreditlabError(f"observables file {path} is missing or corrupt ({type(error).__name__}: {error}); "
+                             "delete it and rerun the experiment to rebuild it") from None
+    if values.ndim != 5 or values.shape[2:] != (len(MEASURES), len(TRANSFORMS), len(STATISTICS)) \
+            or len(steps) != len(values):
+        raise CreditlabError(f"observables file {path} has values of shape {values.shape} and {len(steps)} "
+                             f"steps; expected (timepoints, layers, {len(MEASURES)}, {len(TRANSFORMS)}, "
+                             f"{len(STATISTICS)}) with one step per timepoint")
+    if run_config is not None:
+        wanted = json.loads(json.dumps(run_config, sort_keys=True))
+        if stored != wanted:
+            differing = sorted(k for k in set(stored or {}) | set(wanted) if (stored or {}).get(k) != wanted.get(k))
+            raise CreditlabError(f"observables file {path} was recorded for another run (differs in: "
+                                 f"{', '.join(differing) or 'no run config stored'}); delete it or rerun "
+                                 "without reusing observables")
     return {"values": values, "steps": steps}
 
 
-def trajectory_features(values: np.ndarray, timepoints: int) -> np.ndarray:
+#: powers of the tensor's scale in each statistic (rows: transforms raw, abs, sq; columns: STATISTICS)
+SCALE_POWERS = np.array([[1, 1, 1, 1, 2, 0, 0], [1, 1, 1, 1, 2, 0, 0], [2, 2, 2, 2, 4, 0, 0]], dtype=np.float64)
+FEATURE_SCALINGS = ("none", "init")
+
+
+def scale_normalised(values: np.ndarray) -> np.ndarray:
+    """Statistics made free of each layer's scale at initialization (so of its width's init scale).
+
+    values (records, layers, measures, transforms, statistics). Per layer, weights and updates are
+    divided by the initial weight RMS ``s_w`` (record 0's weight norm / sqrt(numel)), activations by
+    the initial activation RMS ``s_a``, each statistic by the power of the scale it carries
+    (:data:`SCALE_POWERS`: mean, median, q3 and the norm scale as s (s^2 for the squared transform),
+    the variance as s^2 (s^4), skewness and kurtosis not at all).
+    """
+    out = np.array(values, dtype=np.float64, copy=True)
+    for layer in range(out.shape[1]):
+        weight_rms, activation_rms = out[0, layer, 0, 0, 0], out[0, layer, 2, 0, 0]
+        for measure, scale in enumerate((weight_rms, weight_rms, activation_rms)):
+            if not scale > 0:
+                raise CreditlabError(f"layer {layer}'s initial {MEASURES[measure]} scale is {scale}: "
+                                     "its statistics cannot be normalised (an all-zero layer?)")
+            out[:, layer, measure] /= scale ** SCALE_POWERS
+    return out
+
+
+def trajectory_features(values: np.ndarray, timepoints: int, scaling: str = "none") -> np.ndarray:
     """Features of one run: the statistics at ``timepoints`` evenly spaced records, flattened.
 
-    values (records, layers, measures, transforms, statistics). Heavy-tailed statistics are passed
-    through sign(v) log(1 + |v|) so one run's scale does not dominate the classifier.
+    values (records, layers, measures, transforms, statistics); ``scaling`` "init" first applies
+    :func:`scale_normalised`. Heavy-tailed statistics are passed through sign(v) log(1 + |v|) so one
+    run's scale does not dominate the classifier.
     """
+    if scaling not in FEATURE_SCALINGS:
+        raise CreditlabError(f"unknown feature scaling {scaling!r}; valid: {', '.join(FEATURE_SCALINGS)}")
+    if not isinstance(timepoints, int) or timepoints < 2:
+        raise CreditlabError(f"timepoints must be an integer >= 2 (the initialization and later), got {timepoints!r}")
     if len(values) < timepoints:
         raise CreditlabError(f"a run has {len(values)} observable records, fewer than the {timepoints} "
-                             "timepoints the classifier uses")
+                             "timepoints the classifier uses: record more often (every) or train longer")
+    if scaling == "init":
+        values = scale_normalised(values)
     index = np.linspace(0, len(values) - 1, timepoints).round().astype(int)
     picked = values[index]
     return (np.sign(picked) * np.log1p(np.abs(picked))).reshape(-1)
@@ -198,5 +286,5 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, classes: int) -> n
     return counts
 
 
-__all__ = ["LogisticClassifier", "ObservableRecorder", "confusion_matrix", "load_observables", "observed_layers",
-           "summary_statistics", "trajectory_features"]
+__all__ = ["FEATURE_SCALINGS", "LogisticClassifier", "ObservableRecorder", "confusion_matrix", "load_observables",
+           "observed_layers", "scale_normalised", "summary_statistics", "trajectory_features"]
