@@ -83,17 +83,17 @@ def feedforward_summary(records: list[dict[str, Any]]) -> list[Table]:
     for record in sorted(records, key=lambda r: list(FF_SWEEPS).index(r["name"].split("/", 1)[1])
                          if r["name"].split("/", 1)[1] in FF_SWEEPS else 99):
         points = record["final"]["points"]
-        first = next((p["value"] for p in points if p["accuracy"] >= 0.95), None)
+        reached = [p["value"] for p in points if p["accuracy"] >= 0.95]
         rows.append([record["name"].split("/", 1)[1], points[0]["field"],
                      ", ".join(f"{p['value']}: {p['accuracy']:.3f}" for p in points),
-                     "never" if first is None else str(first), str(record["config"]["replicates"])])
+                     ", ".join(map(str, reached)) or "none", str(record["config"]["replicates"])])
     base = records[0]["config"]["base"] if records else {}
     notes = ["Balanced accuracy of 'RL iff c_RL > c_SL' (c_X: mean cosine of the observed activity change "
              "with rule X's prediction), SL and RL experiments in equal numbers per point.",
              "Base setting: " + ", ".join(f"{k} {v}" for k, v in base.items()) + ".",
              "The paper reports no accuracy for this model (its equations 11 and 13 could not be read; "
              "portes2022 status for the feedforward model: not available)."]
-    return [Table(["sweep", "swept", "value: accuracy", "first value with >= 0.95", "replicates"], rows, notes,
+    return [Table(["sweep", "swept", "value: accuracy", "values with >= 0.95", "replicates"], rows, notes,
                   title="Feedforward SL vs RL: identification accuracy")]
 
 
