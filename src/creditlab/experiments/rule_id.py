@@ -23,8 +23,9 @@ from creditlab.analysis.rule_id import bmi as bmi_lib
 from creditlab.analysis.rule_id import feedforward as ff
 from creditlab.analysis.rule_id import library as lib
 from creditlab.errors import CreditlabError, IncompatibleModelError
-from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
 from creditlab.papers import portes2022
+from creditlab.report.headline import Headline, least_sure
 from creditlab.report.render import Table
 from creditlab.results import make_record
 from creditlab.seeding import numpy_generator
@@ -531,3 +532,49 @@ def _library_figure(ctx: ExperimentContext, final: dict[str, Any]) -> None:
         ax.set_xlabel("called")
         ax.set_ylabel("true rule")
     ctx.figure(fig, "rule_id_library_confusion")
+
+
+@register_headline("rule-identification", order=90)
+def rule_id_headline(records: list[dict[str, Any]]) -> list[Headline]:
+    """The feedforward decision's accuracy, the BMI correlations beside the authors' figure data, and the
+    library identification's held-out accuracy."""
+    full = [r for r in records if str(r.get("name", "")).startswith("rule-id-") and not r["config"].get("quick")]
+    rows = []
+    observed = [r for r in full if r["name"] == "rule-id-feedforward/observed_trials"]
+    if observed:
+        points = observed[-1]["final"]["points"]
+        best = next((p for p in points if p["accuracy"] >= 0.95), None)
+        if best is not None:
+            rows.append(Headline(
+                "Portes, Schmid & Murray 2022", "feedforward model: SL (mismatched M) told from RL by the statistic",
+                f"accuracy {best['accuracy']:.3f} from {best['value']} observed trials per condition",
+                "no released numbers for the feedforward model", "not available",
+                f"{points[0]['replicates']} SL + {points[0]['replicates']} RL simulated experiments per point",
+                "docs/papers/rule-identification.md"))
+    for rule, overlap, ours_key, other_key in (("sl", 0.4, "corr_m", "corr_w_bmi1"),
+                                               ("rl", 0.2, "corr_w_bmi1", "corr_m")):
+        bmi = [r for r in full if r["name"] == f"rule-id-bmi/{rule}"]
+        if not bmi or overlap not in bmi[-1]["final"]["overlaps"]:
+            continue
+        final, i = bmi[-1]["final"], bmi[-1]["final"]["overlaps"].index(overlap)
+        theirs = [portes2022.paper_correlation(rule, key, overlap) for key in (ours_key, other_key)]
+        names = {"corr_m": "M" if rule == "sl" else "M̂", "corr_w_bmi1": "new decoder"}
+        rows.append(Headline(
+            "Portes, Schmid & Murray 2022", f"BMI RNN trained with {rule.upper()}: corr. of the activity change "
+            f"with each prediction at overlap {overlap:g}",
+            f"{names[ours_key]} {final[f'{ours_key}_mean'][i]:+.3f} vs {names[other_key]} "
+            f"{final[f'{other_key}_mean'][i]:+.3f} (sign-flip p = {final['sign_flip_p']:.1g})",
+            " vs ".join(f"{v.value:+.3f}" for v in theirs if v is not None),
+            least_sure([v.status for v in theirs if v]),
+            f"seeds {', '.join(map(str, final['seeds']))} (the authors')", "docs/papers/rule-identification.md"))
+    library = [r for r in full if r["name"] == "rule-id-library"]
+    if library:
+        final = library[-1]["final"]
+        rows.append(Headline(
+            "beyond Portes et al. (Nayebi et al. 2020 spirit)",
+            f"which of {len(final['rules'])} creditlab rules trained a network, from activity and weight statistics",
+            f"held-out seeds {final['test_accuracy']:.3f}, held-out architecture "
+            f"{final['held_out_accuracy']:.3f} (chance {final['chance']:.3f})", "–", "not available",
+            f"{len(final.get('runs') or [])} small MLP runs on a MNIST subset",
+            "docs/papers/rule-identification.md"))
+    return rows
