@@ -29,7 +29,7 @@ import torch.nn as nn
 from creditlab.errors import CreditlabError
 from creditlab.models import register_model
 from creditlab.neuromorphic.cores import AXON_TYPES, CORE_NEURONS, WEIGHT_RANGE, CoreLayer, core_count
-from creditlab.neuromorphic.sampling import SampledNetwork, sample_network
+from creditlab.neuromorphic.sampling import SampledNetwork, SpikeCounts, sample_network
 from creditlab.neuromorphic.seeds import seeded_generator
 from creditlab.neuromorphic.topology import interleaved_partitions, window_sources
 
@@ -117,8 +117,9 @@ class TrueNorthNet(nn.Module):
     def _version(self) -> tuple[int, ...]:
         return tuple(p._version for p in self.parameters()) + tuple(id(p) for p in self.parameters())
 
-    def ensemble_logits(self, x: torch.Tensor, copies: int, generator: torch.Generator) -> torch.Tensor:
-        """Logits of an ensemble of ``copies`` sampled networks on a batch of images.
+    def ensemble_run(self, x: torch.Tensor, copies: int, generator: torch.Generator
+                     ) -> tuple[torch.Tensor, SpikeCounts]:
+        """Logits and per-image event counts of an ensemble of ``copies`` sampled networks on a batch.
 
         The crossbars come from ``generator.initial_seed()`` (so every batch evaluated with the same
         generator sees the same sampled networks, as a deployed chip would), cached until a parameter
@@ -129,7 +130,12 @@ class TrueNorthNet(nn.Module):
             crossbar_generator = seeded_generator(generator.initial_seed(), "crossbar", device=x.device)
             self._sample_cache = (key, self.sample(copies, crossbar_generator))
         network = self._sample_cache[1]
-        return self.readout_gain * network.class_scores(x, generator) / self.neurons_per_class_total
+        counts, events = network.run(network.input_spikes(x, generator))
+        return self.readout_gain * counts.mean(0) / self.neurons_per_class_total, events
+
+    def ensemble_logits(self, x: torch.Tensor, copies: int, generator: torch.Generator) -> torch.Tensor:
+        """Logits of an ensemble of ``copies`` sampled networks (see :meth:`ensemble_run`)."""
+        return self.ensemble_run(x, copies, generator)[0]
 
     def evaluation_variants(self) -> dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]]:
         """``expectation`` (the trained probabilistic network) and ``ensemble-N`` for each ensemble size."""

@@ -15,7 +15,6 @@ probability smooth (and its gradient finite) for a neuron with (almost) no activ
 
 from __future__ import annotations
 
-
 import torch
 
 
