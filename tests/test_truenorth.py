@@ -241,3 +241,18 @@ def test_nir_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_nir)
     with pytest.raises(NIRUnavailableError, match=r"pip install 'creditlab\[nir\]'"):
         to_nir(tiny_model().sample(1, torch.Generator().manual_seed(0)))
+
+
+def test_reproduce_quick_records_every_variant(data_root, tmp_path) -> None:
+    from creditlab.experiments import ExperimentContext, load_all
+    from creditlab.results import read_records
+
+    experiment = load_all().get("truenorth-mnist")
+    experiment.run(ExperimentContext(quick=True, out_dir=tmp_path, data_dir=data_root))
+    (record,) = read_records(tmp_path / "results.jsonl")
+    variants = record["final"]["variants"]
+    assert list(variants) == ["expectation"] + [f"ensemble-{n}" for n in (1, 2, 4, 8, 16, 32, 64)]
+    assert variants["ensemble-64"]["cores"] == 64 * 5 and record["final"]["quick"] is True
+    assert 0.0 <= variants["ensemble-1"]["test_accuracy"] <= 1.0
+    assert variants["ensemble-2"]["events_per_image"]["synaptic_events"] > variants["ensemble-1"][
+        "events_per_image"]["synaptic_events"]

@@ -9,7 +9,7 @@ models, :mod:`creditlab.neuromorphic.energy`). One record per network in ``resul
 Reduced protocol (CPU): the epochs in ``NETWORKS`` (the paper's are not known), Adam (lr 1e-2)
 instead of the paper's SGD with momentum (SGD at lr 0.1 trained far slower in a 2-epoch trial),
 batch 100 as in the paper, no data transformations (the paper mentions some, unspecified), no
-dropout. ``--quick``: the 5-core network, 1 epoch on 3000 images, 500 test images: a smoke run.
+dropout. ``--quick``: the 5-core network, 1 epoch on 2000 images, 300 test images: a smoke run.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
                      "out_dir": str(ctx.out_dir / "checkpoints" / label), "progress": False,
                      "time_budget_s": spec["time_budget_s"]}
         if ctx.quick:
-            overrides.update(train_limit=3000, test_limit=500)
+            overrides.update(train_limit=2000, test_limit=300)
         started = time.perf_counter()
         captured: dict[str, Any] = {}
 
