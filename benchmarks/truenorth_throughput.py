@@ -3,7 +3,8 @@
 Ensembles of 1 and 64 sampled copies, the 64 copies run as ONE batched computation and as a loop
 over copies, timed interleaved in one process (same inputs, same sampled networks; ratio = loop time
 over batched time). Peak memory of each mode is measured in its own child process that builds
-only that mode's copies (peak RSS of the whole process on the CPU, torch included;
+only that mode's copies (on the CPU the process's peak RSS during the call, Linux's VmHWM reset just
+before it, so it includes the resident model, torch and inputs;
 ``torch.cuda.max_memory_allocated`` on CUDA). Throughput does not depend on training (the sampled
 matmuls are dense), so an untrained network of the same shape is timed.
 
@@ -61,6 +62,27 @@ def _call(networks: dict[int, Any], images: torch.Tensor, mode: str) -> None:
         torch.cuda.synchronize(images.device)
 
 
+def _reset_peak_rss() -> None:
+    """Reset Linux's high-water mark of this process's RSS (``/proc/self/clear_refs``), where allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss() -> float:
+    """Peak RSS in bytes since the last reset (VmHWM), else since the process started (ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
 def _peak_memory(args: argparse.Namespace, mode: str) -> float:
     """Peak memory (MiB) of one mode, in a fresh child process."""
     command = [sys.executable, __file__, "--device", args.device, "--network", args.network,
@@ -79,9 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_of:
         if images.is_cuda:
             torch.cuda.reset_peak_memory_stats(images.device)
-        _call(networks, images, args.memory_of)
-        peak = (torch.cuda.max_memory_allocated(images.device) if images.is_cuda
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+            _call(networks, images, args.memory_of)
+            peak = torch.cuda.max_memory_allocated(images.device)
+        else:
+            _reset_peak_rss()  # the peak of the call, not of importing torch
+            _call(networks, images, args.memory_of)
+            peak = _peak_rss()
         print(json.dumps({"peak_mib": peak / 2**20}))
         return 0
     for mode in MODES:  # warm-up (caches the dense weights)
