@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 from creditlab.models import build_model
-from creditlab.neuromorphic.seeds import seeded_generator
 from creditlab.results import append_record, make_record
+from creditlab.seeding import seeded_generator
 
 NETWORKS = {"5core": {}, "30core": {"stride": 4, "hidden_neurons": 224}}
 MODES = {"ensemble-1": (1, True), "ensemble-64": (64, True), "ensemble-64-loop": (64, False)}

@@ -7,13 +7,17 @@ import itertools
 import pytest
 import torch
 
-from creditlab.errors import IncompatibleModelError
+from creditlab.data import Dataset, load_dataset
+from creditlab.errors import CreditlabError, IncompatibleModelError
+from creditlab.experiments.truenorth import EnsembleEvents
 from creditlab.models import apply_constraints, build_model
 from creditlab.models.truenorth import TrueNorthOptionError
 from creditlab.neuromorphic.constraints import CoreConstraintError, check_core_constraints, core_violations
 from creditlab.neuromorphic.energy import CHIP_CORES, CHIP_POWER, TICK, energy_per_image_uj, energy_table
+from creditlab.neuromorphic.evaluation import ensemble_sweep
 from creditlab.neuromorphic.gaussian import input_moments, spike_probability
 from creditlab.rules import build_rule
+from creditlab.train import TrainConfig, fit
 
 TINY = {"window": 4, "stride": 4, "hidden_neurons": 5, "neurons_per_class": 2, "init_seed": 3}
 
@@ -129,28 +133,46 @@ def test_sampled_run_matches_a_brute_force_simulation() -> None:
     assert events.synaptic_events == pytest.approx(synaptic / 3)
 
 
-def test_evaluating_ensembles_leaves_training_unchanged() -> None:
-    def train(evaluate: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
-        torch.manual_seed(0)
-        model = tiny_model(ensemble_sizes=(1, 4))
-        rule = build_rule("bp", model)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
-        data = torch.Generator().manual_seed(4)
-        for step in range(4):
-            x, y = torch.rand(10, 1, 8, 8, generator=data), torch.randint(0, 3, (10,), generator=data)
-            rule.step(x, y)
-            optimizer.step()
-            apply_constraints(model)
-            if evaluate:
-                with torch.no_grad():
-                    for fn in model.evaluation_variants().values():
-                        fn(x, torch.Generator().manual_seed(step))
-        return [p.detach().clone() for p in model.parameters()], torch.get_rng_state()
+@pytest.fixture(scope="module")
+def mnist_unit(data_root) -> Dataset:
+    """300 training and 200 test MNIST images as spike probabilities in [0, 1]."""
+    data = load_dataset("mnist", data_root, normalization="unit")
+    return Dataset(data.spec, data.train_x[:300], data.train_y[:300], data.train_x[:0], data.train_y[:0],
+                   data.test_x[:200], data.test_y[:200])
 
-    plain, rng_plain = train(False)
-    evaluated, rng_evaluated = train(True)
-    assert all(torch.equal(a, b) for a, b in zip(plain, evaluated, strict=True))
-    assert torch.equal(rng_plain, rng_evaluated)
+
+def _fit_truenorth(data: Dataset, variants: bool) -> tuple[dict, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = build_model("truenorth", (1, 28, 28), 10, init_seed=0, ensemble_sizes=[1, 4])
+    if not variants:
+        model.evaluation_variants = None  # the trainer finds no variants to evaluate
+    rule = build_rule("bp", model)
+    config = TrainConfig(epochs=2, batch_size=100, optimizer="sgd", lr=0.1, momentum=0.9, progress=False)
+    return fit(rule, data, config, hooks=[EnsembleEvents()] if variants else []), model
+
+
+def test_evaluating_ensembles_in_the_trainer_leaves_training_bit_identical(mnist_unit, one_thread) -> None:
+    plain, plain_model = _fit_truenorth(mnist_unit, variants=False)
+    varied, varied_model = _fit_truenorth(mnist_unit, variants=True)
+    timing = ("epoch_time_s", "samples_per_s")
+    drop = (*timing, "variants", "variant_events")
+    strip = [{k: v for k, v in r.items() if k not in drop} for r in varied["history"]]
+    assert [{k: v for k, v in r.items() if k not in timing} for r in plain["history"]] == strip
+    for a, b in zip(plain_model.state_dict().values(), varied_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    for record in varied["history"]:
+        assert list(record["variants"]) == ["expectation", "ensemble-1", "ensemble-4"]
+        assert record["variants"]["expectation"]["test_accuracy"] == record["test_accuracy"]
+        events = record["variant_events"]  # the hook's per-epoch event counts, 4 copies ~ 4x one
+        assert set(events) == {"ensemble-1", "ensemble-4"}
+        assert 3 < events["ensemble-4"]["input_spikes"] / events["ensemble-1"]["input_spikes"] < 5
+    assert "variants" not in plain["history"][0]
+    # the sweep after training is the trainer's evaluation: ensemble-1 of the last epoch again, bit for bit
+    rule = build_rule("bp", varied_model)
+    sweep = ensemble_sweep(rule, mnist_unit.test_x, mnist_unit.test_y, (1, 2), 0, 2, batch_size=64)
+    assert sweep["ensemble-1"]["test_accuracy"] == varied["history"][-1]["variants"]["ensemble-1"]["test_accuracy"]
+    assert sweep["ensemble-2"]["cores"] == 10 and varied_model.ensemble_sizes == (1, 4)
+    assert sweep["ensemble-2"]["events_per_image"]["synaptic_events"] > 0
 
 
 def test_ensemble_variant_samples_once_per_generator_seed() -> None:
@@ -252,7 +274,23 @@ def test_reproduce_quick_records_every_variant(data_root, tmp_path) -> None:
     (record,) = read_records(tmp_path / "results.jsonl")
     variants = record["final"]["variants"]
     assert list(variants) == ["expectation"] + [f"ensemble-{n}" for n in (1, 2, 4, 8, 16, 32, 64)]
+    last_epoch = record["epochs"][-1]["variants"]  # per epoch: expectation and ensemble-1 only
+    assert list(last_epoch) == ["expectation", "ensemble-1"]
+    assert variants["ensemble-1"]["test_accuracy"] == last_epoch["ensemble-1"]["test_accuracy"]
     assert variants["ensemble-64"]["cores"] == 64 * 5 and record["final"]["quick"] is True
     assert 0.0 <= variants["ensemble-1"]["test_accuracy"] <= 1.0
     assert variants["ensemble-2"]["events_per_image"]["synaptic_events"] > variants["ensemble-1"][
         "events_per_image"]["synaptic_events"]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"networks": ["7core"]}, "unknown network.*valid: 5core, 30core"),
+    ({"epochs": 0}, "epochs must be a positive number"),
+    ({"sweep": [0, 2]}, "sweep: ensemble sizes are positive integers"),
+])
+def test_bad_experiment_options_are_refused(options: dict, message: str, tmp_path) -> None:
+    from creditlab.experiments import ExperimentContext, load_all, resolve_options
+
+    experiment = load_all().get("truenorth-mnist")
+    with pytest.raises(CreditlabError, match=message):
+        experiment.run(ExperimentContext(quick=True, out_dir=tmp_path, options=resolve_options(experiment, options)))

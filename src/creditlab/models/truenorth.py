@@ -16,6 +16,11 @@ neuron outputs its Gaussian-approximated spike probability, and the logits are `
 the mean spike probability of each class's output neurons. Deployment samples binary crossbars
 (:mod:`creditlab.neuromorphic.sampling`); :meth:`TrueNorthNet.evaluation_variants` gives the
 ``expectation`` network and ``ensemble-N`` of N sampled copies, with the same readout on spike counts.
+The trainer evaluates every variant every epoch, so the model option ``ensemble_sizes`` (default
+``[1]``: ``expectation`` and ``ensemble-1``) keeps that cheap; a sweep over 1, 2, 4, ..., 64 copies
+is ``ensemble_sizes=[1,2,4,8,16,32,64]`` (or :func:`creditlab.neuromorphic.evaluation.ensemble_sweep`
+once after training, as ``truenorth-mnist`` does). Every ``ensemble-N`` call adds its event counts to
+:meth:`TrueNorthNet.take_event_counts`.
 """
 
 from __future__ import annotations
@@ -30,10 +35,13 @@ from creditlab.errors import CreditlabError
 from creditlab.models import register_model
 from creditlab.neuromorphic.cores import AXON_TYPES, CORE_NEURONS, WEIGHT_RANGE, CoreLayer, core_count
 from creditlab.neuromorphic.sampling import SampledNetwork, SpikeCounts, sample_network
-from creditlab.neuromorphic.seeds import seeded_generator
 from creditlab.neuromorphic.topology import interleaved_partitions, window_sources
+from creditlab.seeding import seeded_generator
 
-DEFAULT_ENSEMBLE_SIZES = (1, 2, 4, 8, 16, 32, 64)
+#: the sweep of ensemble sizes the paper's table runs (accuracy vs copies)
+SWEEP_ENSEMBLE_SIZES = (1, 2, 4, 8, 16, 32, 64)
+#: the sizes evaluated every epoch by default (all of them every epoch is costly)
+DEFAULT_ENSEMBLE_SIZES = (1,)
 TYPE_WEIGHT_SCHEMES = ("balanced-signs",)
 
 
@@ -80,6 +88,7 @@ class TrueNorthNet(nn.Module):
         self.register_buffer("output_class", output_class)
         self.neurons_per_class_total = neurons_per_class * second.cores
         self._sample_cache: tuple[tuple[Any, ...], SampledNetwork] | None = None
+        self._events: dict[str, tuple[int, dict[str, float]]] = {}  # variant -> (images, event sums)
 
     @staticmethod
     def _layer(in_features: int, sources: torch.Tensor, neurons: int, threshold: int,
@@ -134,8 +143,25 @@ class TrueNorthNet(nn.Module):
         return self.readout_gain * counts.mean(0) / self.neurons_per_class_total, events
 
     def ensemble_logits(self, x: torch.Tensor, copies: int, generator: torch.Generator) -> torch.Tensor:
-        """Logits of an ensemble of ``copies`` sampled networks (see :meth:`ensemble_run`)."""
-        return self.ensemble_run(x, copies, generator)[0]
+        """Logits of an ensemble of ``copies`` sampled networks (see :meth:`ensemble_run`); its event
+        counts are added to ``ensemble-<copies>``'s tally (:meth:`take_event_counts`)."""
+        logits, events = self.ensemble_run(x, copies, generator)
+        images, sums = self._events.get(f"ensemble-{copies}", (0, {}))
+        batch = len(x)
+        self._events[f"ensemble-{copies}"] = (images + batch, {k: sums.get(k, 0.0) + v * batch
+                                                               for k, v in events.as_dict().items()})
+        return logits
+
+    def take_event_counts(self) -> dict[str, dict[str, float]]:
+        """Events per image (``SpikeCounts`` fields, over the copies) of every ``ensemble-N`` evaluated
+        since the last call, averaged over the images it saw; the tally starts again from zero."""
+        taken = {name: {k: v / images for k, v in sums.items()} for name, (images, sums) in self._events.items()}
+        self._events = {}
+        return taken
+
+    def release_samples(self) -> None:
+        """Drop the cached sampled copies (they are redrawn from the same seed when needed)."""
+        self._sample_cache = None
 
     def evaluation_variants(self) -> dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]]:
         """``expectation`` (the trained probabilistic network) and ``ensemble-N`` for each ensemble size."""
@@ -186,9 +212,10 @@ def _check_options(input_shape: tuple[int, ...], num_classes: int, options: dict
              f"type_weights={scheme!r}; valid: {', '.join(TYPE_WEIGHT_SCHEMES)} or a list of {AXON_TYPES} integers")
     sizes = o["ensemble_sizes"]
     sizes = (sizes,) if isinstance(sizes, int) else tuple(sizes)
-    need(len(sizes) > 0 and all(isinstance(n, int) and n >= 1 for n in sizes),
-         f"ensemble_sizes must be positive integers, got {o['ensemble_sizes']!r}")
-    o["ensemble_sizes"] = sizes
+    need(all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes),
+         f"ensemble_sizes must be positive integers ([] for the expectation network only), "
+         f"got {o['ensemble_sizes']!r}")
+    o["ensemble_sizes"] = tuple(dict.fromkeys(sizes))
     need(isinstance(o["readout_gain"], int | float) and o["readout_gain"] > 0,
          f"readout_gain must be > 0, got {o['readout_gain']!r}")
     need(isinstance(o["variance_floor"], int | float) and o["variance_floor"] > 0,

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from creditlab.papers import esser2015
+
 
 @dataclass(frozen=True)
 class Constant:
@@ -40,10 +42,12 @@ CHIP_POWER = Constant(0.063, "W", "Merolla et al., Science 345:668 (2014), abstr
                       "400x240-pixel video at 30 frames/s", "verified")
 CHIP_CORES = Constant(4096, "cores", "Merolla et al. 2014 abstract; Esser et al. 2015 §2", "verified")
 TICK = Constant(1e-3, "s", "TrueNorth's nominal 1 kHz tick (Merolla et al. 2014; not re-read here)", "secondary")
-PAPER_ENSEMBLE1_ENERGY = Constant(0.268e-6, "J", "Esser et al. 2015 PDF and IBM Research's page (ensemble of 1, "
-                                  "92.7%); the proceedings abstract says 0.408 uJ", "verified")
-PAPER_ENSEMBLE64_ENERGY = Constant(108e-6, "J", "Esser et al. 2015 PDF and IBM Research's page (ensemble of 64, "
-                                   "99.42%); the proceedings abstract says 121 uJ", "verified")
+PAPER_ENSEMBLE1_ENERGY = Constant(esser2015.ENERGY_UJ[1].value * 1e-6, "J", esser2015.ENERGY_UJ[1].source
+                                  + " (ensemble of 1, 92.7%); " + esser2015.ENERGY_UJ[1].note,
+                                  esser2015.ENERGY_UJ[1].status)
+PAPER_ENSEMBLE64_ENERGY = Constant(esser2015.ENERGY_UJ[64].value * 1e-6, "J", esser2015.ENERGY_UJ[64].source
+                                   + " (ensemble of 64, 99.42%); " + esser2015.ENERGY_UJ[64].note,
+                                   esser2015.ENERGY_UJ[64].status)
 PAPER_ENSEMBLE1_CORES = Constant(5, "cores", "pytruenorth FrameClassifier5Core / RANC tealayers; the paper's "
                                  "own core count is not known here", "unverified")
 
