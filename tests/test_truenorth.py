@@ -111,7 +111,8 @@ def test_sampled_run_matches_a_brute_force_simulation() -> None:
     spikes = network.input_spikes(images, torch.Generator().manual_seed(3))
     counts, events = network.run(spikes)
     looped, _ = network.run(spikes, batched=False)
-    assert torch.equal(counts, looped)
+    event_driven, _ = network.run(spikes, events=True)  # one embedding_bag over the active axons
+    assert torch.equal(counts, looped) and torch.equal(counts, event_driven)
     # brute force: every neuron, axon by axon
     synaptic = 0
     for copy in range(2):

@@ -58,6 +58,8 @@ OPTIONS = {
                               "cores, events and energy [default: [1,2,4,8,16,32,64]]"),
     "sweep_test_limit": ExperimentOption(None, "test images of the final sweep [default: 5core all, 30core 2000; "
                                          "quick: 300]"),
+    "resume": ExperimentOption(False, "continue each network from its checkpoint in OUT/checkpoints/NETWORK "
+                               "(same settings; a budget-stopped or killed run goes on) [default: false]"),
 }
 
 
@@ -225,7 +227,7 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
             continue
         overrides = {**TRAINING, "epochs": spec["epochs"], "seed": ctx.seed, "device": ctx.device,
                      "out_dir": str(ctx.out_dir / "checkpoints" / label), "progress": False,
-                     "time_budget_s": spec["time_budget_s"]}
+                     "time_budget_s": spec["time_budget_s"], "resume": bool(ctx.options.get("resume"))}
         if ctx.quick:
             overrides.update(train_limit=2000, test_limit=300)
         started = time.perf_counter()
