@@ -150,8 +150,10 @@ def summarize(records: list[dict[str, Any]]) -> list[Table]:
         curve = ", ".join(f"{e['epoch']}: {100 * e['variants']['expectation']['test_accuracy']:.2f}"
                           + (f"/{100 * e['variants']['ensemble-1']['test_accuracy']:.2f}"
                              if "ensemble-1" in e["variants"] else "") for e in per_epoch)
-        notes = [f"{_budget(record)}; expectation on all {final.get('expectation_test_images', final['test_images'])} "
-                 "test images where the sweep used fewer. Paper: Esser et al. 2015 (status verified: PDF and IBM's "
+        expectation_images = final.get("expectation_test_images", final["test_images"])
+        scope = (f"; expectation on {expectation_images} test images"
+                 if expectation_images != final["test_images"] else "")
+        notes = [f"{_budget(record)}{scope}. Paper: Esser et al. 2015 (status verified: PDF and IBM's "
                  "page; the abstract page's energies are 0.408 / 121 µJ); the paper's topology is not available, "
                  f"its ensemble-64 energy implies {final['paper_implied_cores_per_member']:.1f} cores per member "
                  "under the paper-calibrated model. Deterministic 5-core floor (RANC, secondary): "
