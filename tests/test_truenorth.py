@@ -176,6 +176,16 @@ def test_evaluating_ensembles_in_the_trainer_leaves_training_bit_identical(mnist
     assert sweep["ensemble-2"]["events_per_image"]["synaptic_events"] > 0
 
 
+def test_a_truenorth_checkpoint_loads_weights_only(tmp_path) -> None:
+    """Its state dict holds only tensors and plain containers (a method once named ``_version`` shadowed
+    nn.Module's metadata version and pickled the whole module into every checkpoint, refused on resume)."""
+    model = tiny_model()
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": model.state_dict()}, path)
+    state = torch.load(path, weights_only=True)
+    assert set(state["model"]) == set(model.state_dict())
+
+
 def test_ensemble_variant_samples_once_per_generator_seed() -> None:
     model = tiny_model(ensemble_sizes=(4,))
     variant = model.evaluation_variants()["ensemble-4"]

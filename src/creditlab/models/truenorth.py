@@ -123,7 +123,7 @@ class TrueNorthNet(nn.Module):
         """``copies`` independently sampled binary networks (see ``sample_network``)."""
         return sample_network(self, copies, generator)
 
-    def _version(self) -> tuple[int, ...]:
+    def _weights_key(self) -> tuple[int, ...]:
         return tuple(p._version for p in self.parameters()) + tuple(id(p) for p in self.parameters())
 
     def ensemble_run(self, x: torch.Tensor, copies: int, generator: torch.Generator
@@ -134,7 +134,7 @@ class TrueNorthNet(nn.Module):
         generator sees the same sampled networks, as a deployed chip would), cached until a parameter
         changes; the input spikes are drawn from ``generator`` itself.
         """
-        key = (generator.initial_seed(), copies, str(x.device), self._version())
+        key = (generator.initial_seed(), copies, str(x.device), self._weights_key())
         if self._sample_cache is None or self._sample_cache[0] != key:
             crossbar_generator = seeded_generator(generator.initial_seed(), "crossbar", device=x.device)
             self._sample_cache = (key, self.sample(copies, crossbar_generator))
