@@ -177,8 +177,8 @@ class InvertibleMLP(nn.Module):
         self.widths = all_widths
         self.input_layer, self.init, self.inverse_method = input_layer, init, inverse_method
         self.layers = nn.ModuleList()
-        fan_in = in_features
-        for width in all_widths:
+        for index, width in enumerate(all_widths):
+            fan_in = in_features if index == 0 else width  # square on its own width from layer 2 on
             layer = nn.Linear(fan_in, width, dtype=dtype)
             with torch.no_grad():
                 if init == "orthogonal":
@@ -188,7 +188,6 @@ class InvertibleMLP(nn.Module):
                     layer.weight.copy_(torch.randn(width, fan_in, generator=generator, dtype=torch.float64) * std)
                 layer.bias.zero_()
             self.layers.append(layer)
-            fan_in = width
         self._inverse_cache: dict[int, tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]] = {}
 
     @property
