@@ -12,14 +12,6 @@ import yaml
 
 from creditlab.bench import perf
 from creditlab.bench.compat import natural_model
-from creditlab.bench.paper_numbers import paper_accuracy, paper_step_time_ratio
-from creditlab.bench.report import (
-    README_BEGIN,
-    README_END,
-    build_report,
-    flatten_scalars,
-    update_readme,
-)
 from creditlab.bench.runner import (
     completed_keys,
     expand_suite,
@@ -29,6 +21,10 @@ from creditlab.bench.runner import (
     train_unit_config,
 )
 from creditlab.errors import CreditlabError
+from creditlab.papers import paper_accuracy, paper_step_time_ratio
+from creditlab.report.build import build_report
+from creditlab.report.readme import README_BEGIN, README_END, update_readme
+from creditlab.report.tables import flatten_scalars
 from creditlab.results import append_record, config_key, make_record, read_records
 from creditlab.rules import RULES
 
@@ -301,3 +297,50 @@ def test_concurrent_writers_never_interleave_record_lines(tmp_path: Path) -> Non
     assert len(lines) == 120
     assert sorted((r["writer"], r["i"]) for r in map(json.loads, lines)) == [(w, i) for w in range(3)
                                                                              for i in range(40)]
+
+
+def test_records_reader_skips_run_logs_and_lines_that_are_not_records(tmp_path: Path) -> None:
+    store = tmp_path / "results"
+    append_record(store / "a.jsonl", make_record("train", "bp/mlp/mnist", {}, {"test_accuracy": 0.9}))
+    append_record(store / "a.jsonl", {"epoch": 3, "test_accuracy": 0.8})  # not a record
+    append_record(store / "gevb" / "checkpoints" / "r" / "metrics.jsonl", {"kind": "train", "name": "x"})
+    append_record(store / "x" / "metrics.jsonl", {"epoch": 1})
+    append_record(store / "fa" / "fa-theory-mnist-progress.jsonl", {"epoch": 1})
+    assert [r["name"] for r in read_records(store)] == ["bp/mlp/mnist"]
+
+
+def test_dirty_flag_ignores_results_and_the_readme_generated_section(tmp_path: Path, monkeypatch) -> None:
+    import subprocess
+
+    from creditlab import results
+    from creditlab.report.readme import README_BEGIN, README_END
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "r.jsonl").write_text("{}\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\nintro\n{README_BEGIN}\nold\n{README_END}\nend\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(results, "_git", lambda *args: _git_in(tmp_path, *args))
+    assert not results.git_dirty()
+    (tmp_path / "results" / "r.jsonl").write_text("{}\n{}\n")  # a record appended
+    readme.write_text(f"# t\nintro\n{README_BEGIN}\nnew numbers\n{README_END}\nend\n")  # section regenerated
+    assert not results.git_dirty()
+    readme.write_text(f"# t\nintro changed\n{README_BEGIN}\nnew numbers\n{README_END}\nend\n")
+    assert results.git_dirty()
+    readme.write_text(f"# t\nintro\n{README_BEGIN}\nold\n{README_END}\nend\n")
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert results.git_dirty()
+
+
+def _git_in(root: Path, *args: str) -> str | None:
+    import subprocess
+
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
