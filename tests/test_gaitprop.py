@@ -252,15 +252,55 @@ def test_dtp_resume_after_a_kill_is_bit_identical(mnist_small, tmp_path, monkeyp
             assert torch.equal(value, b[part][key]), (part, key)
 
 
-@pytest.mark.parametrize("name", ["gaitprop-mnist", "gaitprop-fmnist", "gaitprop-cifar10"])
-def test_quick_reproductions_run(name, tmp_path, data_root):
+def test_tp_defaults_to_its_papers_lr_and_an_explicit_lr_wins():
+    from creditlab.rules import RULES
+    from creditlab.train import config_for
+
+    requirement = RULES.get("tp").optimizer_requirement
+    assert config_for("invertible-mlp", requirements=(requirement,)).lr == 1e-5
+    assert config_for("invertible-mlp", requirements=(requirement,), lr=3e-4).lr == 3e-4
+    assert config_for("invertible-mlp", requirements=(RULES.get("gaitprop").optimizer_requirement,)).lr == 1e-4
+
+
+def test_quick_mnist_reproduction_records_early_stopped_tp_and_its_summary_table(tmp_path, data_root):
+    from creditlab.experiments import ExperimentContext, load_all
+    from creditlab.experiments.gaitprop import summary_tables
+
+    ctx = ExperimentContext(quick=True, out_dir=tmp_path, data_dir=data_root,
+                            options={"epochs": 2, "tp_patience": 1})
+    records = load_all().get("gaitprop-mnist").run(ctx)
+    by_label = {r["final"]["label"]: r for r in records}
+    assert sorted(by_label) == ["bp", "dtp", "gaitprop", "tp"]
+    tp = by_label["tp"]
+    assert tp["config"]["early_stopping"] == 1 and tp["config"]["lr"] == 1e-5 and tp["final"]["best_epoch"] in (1, 2)
+    best = tp["epochs"][tp["final"]["best_epoch"] - 1]
+    assert tp["final"]["test_accuracy"] == best["test_accuracy"]  # the best validation epoch's test accuracy
+    assert all("val_accuracy" not in e for e in by_label["bp"]["epochs"])  # only TP evaluates the val split
+    assert len({r["final"]["train_examples"] for r in records}) == 1
+    table = summary_tables(records)[0]
+    rows = {row[0]: row for row in table.rows}
+    bp_accuracy = f"{100 * by_label['bp']['final']['test_accuracy']:.2f}"
+    for row in rows.values():
+        assert row[4] == bp_accuracy and row[6] == "not available"
+        assert len(row[8].split(" / ")) == 3  # one angle per weight layer (2 hidden + output)
+    assert rows["bp"][5] == "+0.00"
+
+
+def test_tp_early_stopping_without_a_validation_split_is_refused(tmp_path, data_root):
+    from creditlab.errors import CreditlabError
+    from creditlab.experiments import ExperimentContext, load_all
+
+    ctx = ExperimentContext(quick=True, out_dir=tmp_path, data_dir=data_root,
+                            options={"val_fraction": 0.0, "rules": ["tp"]})
+    with pytest.raises(CreditlabError, match="needs a validation split"):
+        load_all().get("gaitprop-mnist").run(ctx)
+
+
+def test_quick_cifar10_reproduction_saves_the_angle_figure(tmp_path, data_root):
     from creditlab.experiments import ExperimentContext, load_all
 
     ctx = ExperimentContext(quick=True, out_dir=tmp_path, data_dir=data_root)
-    records = load_all().get(name).run(ctx)
-    assert len(records) == 4 and (tmp_path / "results.jsonl").is_file()
-    for record in records:
-        assert record["final"]["paper_status"] == "not available"
-        assert record["final"]["angles_deg_initial"]
-    if name == "gaitprop-cifar10":
-        assert (tmp_path / "gaitprop_cifar10_angles.png").is_file()
+    records = load_all().get("gaitprop-cifar10").run(ctx)
+    assert [r["final"]["label"] for r in records] == ["bp", "fa", "gaitprop-vanilla", "gaitprop-adaptive"]
+    assert all(r["final"]["paper_status"] == "not available" and r["final"]["angles_deg_initial"] for r in records)
+    assert (tmp_path / "gaitprop_cifar10_angles.png").is_file()

@@ -30,31 +30,32 @@ protocol (``epochs``, ``train_limit``); the full one is the default of each expe
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from typing import Any
 
 from creditlab.analysis.alignment import AlignmentTracker, measure_alignment
 from creditlab.data import Dataset, load_dataset
-from creditlab.experiments import ExperimentContext, register_experiment
+from creditlab.errors import CreditlabError
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
 from creditlab.papers import gaitprop as paper
+from creditlab.report.render import Table, render_markdown
 from creditlab.results import make_record
 from creditlab.rules import Rule
 
-try:  # the reproduce entry point with --opt (report branch); absent before it is merged
-    from creditlab.experiments import ExperimentOption  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    ExperimentOption = None  # type: ignore[assignment,misc]
-
-#: the 2020 README's settings per rule (lr and orthogonality λ); dtp is our addition
+#: the 2020 README's settings per rule; dtp is our addition. lr None: the rule's or model's default, one
+#: source each (invertible-mlp: Adam 1e-4 for BP, GAIT-prop, DTP; ``tp``'s optimizer_requirement: 1e-5).
+#: The orthogonality λ is each rule's default (gaitprop 0.1, tp 1000, dtp 0), written out here for the
+#: record. TP alone stops early on the validation split (patience ``tp_patience`` epochs).
 MNIST_RULES: dict[str, dict[str, Any]] = {
-    "bp": {"rule": "bp", "lr": 1e-4, "rule_options": {}},
-    "gaitprop": {"rule": "gaitprop", "lr": 1e-4, "rule_options": {"gamma": 1e-3, "orthogonality": 0.1}},
-    "tp": {"rule": "tp", "lr": 1e-5, "rule_options": {"orthogonality": 1000.0}},
-    "dtp": {"rule": "dtp", "lr": 1e-4, "rule_options": {"orthogonality": 0.0}},
+    "bp": {"rule": "bp", "lr": None, "rule_options": {}},
+    "gaitprop": {"rule": "gaitprop", "lr": None, "rule_options": {"gamma": 1e-3, "orthogonality": 0.1}},
+    "tp": {"rule": "tp", "lr": None, "rule_options": {"orthogonality": 1000.0}, "early_stopping": True},
+    "dtp": {"rule": "dtp", "lr": None, "rule_options": {"orthogonality": 0.0}},
 }
 MNIST_SETTINGS: dict[str, Any] = {"epochs": 100, "batch_size": 60, "optimizer": "adam", "schedule": "none",
-                                  "normalization": "unit", "val_fraction": 0.0}
+                                  "normalization": "unit", "val_fraction": 0.1, "tp_patience": 10}
 MNIST_MODEL: dict[str, Any] = {"width": 784, "depth": 4, "dtype": "float64", "init": "orthogonal"}
 
 _CIFAR_GAIT = {"output_loss": "cross-entropy", "orthogonality": 100.0, "orthogonality_form": "frobenius"}
@@ -67,7 +68,7 @@ CIFAR_RULES: dict[str, dict[str, Any]] = {
                           "rule_options": {**_CIFAR_GAIT, "adaptive": True, "gamma0": 1e-7}},
 }
 CIFAR_SETTINGS: dict[str, Any] = {"epochs": 200, "batch_size": 256, "optimizer": "adam", "schedule": "none",
-                                  "normalization": "unit", "val_fraction": 0.0}
+                                  "normalization": "unit", "val_fraction": 0.0, "tp_patience": None}
 CIFAR_MODEL: dict[str, Any] = {"width": 1024, "depth": 6, "dtype": "float64", "init": "orthogonal"}
 
 #: --quick: the same code path on a tiny problem (smoke numbers, never results)
@@ -123,13 +124,15 @@ def _peak_and_final(history: list[dict[str, Any]]) -> dict[str, Any]:
 def _run_rules(ctx: ExperimentContext, name: str, dataset: str, rules: dict[str, dict[str, Any]],
                settings: dict[str, Any], model_options: dict[str, Any], papers: dict[str, Any]
                ) -> list[dict[str, Any]]:
-    """Train every rule on the same seeded network; one record per rule (with per-epoch angles)."""
+    """Train every rule on the same seeded network and the same training images; one record per rule
+    (with per-epoch angles). Only rules marked ``early_stopping`` evaluate the validation split."""
     from creditlab.train import train_from_names
 
     options = _options(ctx)
+    full_epochs = settings["epochs"]
     settings = {**settings, **({} if not ctx.quick else QUICK_SETTINGS)}
     model_options = {**model_options, **({} if not ctx.quick else QUICK_MODEL)}
-    for key in ("epochs", "train_limit", "test_limit", "time_budget_s"):
+    for key in ("epochs", "train_limit", "test_limit", "time_budget_s", "val_fraction", "tp_patience"):
         if key in options:
             settings[key] = options[key]
     for key in ("width", "depth"):
@@ -138,11 +141,18 @@ def _run_rules(ctx: ExperimentContext, name: str, dataset: str, rules: dict[str,
     chosen = list(options.get("rules") or rules)
     unknown = [r for r in chosen if r not in rules]
     if unknown:
-        raise ValueError(f"{name}: unknown rules {unknown}; valid: {', '.join(rules)}")
-    data = load_dataset(dataset, ctx.data_dir, ctx.device, 0.0, ctx.seed, settings["normalization"])
+        raise CreditlabError(f"{name}: unknown rules {unknown}; valid: {', '.join(rules)}")
+    patience = settings.pop("tp_patience") or None
+    val_fraction = float(settings.pop("val_fraction"))
+    if patience is not None and val_fraction <= 0 and any(rules[r].get("early_stopping") for r in chosen):
+        raise CreditlabError(f"{name}: TP's early stopping needs a validation split; set --opt val_fraction "
+                             f"to a share in (0, 1), or --opt tp_patience=0 for none")
+    data = load_dataset(dataset, ctx.data_dir, ctx.device, val_fraction, ctx.seed, settings["normalization"])
+    no_val = dataclasses.replace(data, val_x=data.val_x[:0], val_y=data.val_y[:0])
     records = []
     for label in chosen:
         spec = rules[label]
+        stops_early = bool(spec.get("early_stopping")) and patience is not None
         initial: dict[str, Any] = {}
 
         def trackers(rule: Rule, loaded: Dataset, initial: dict[str, Any] = initial) -> list[AlignmentTracker]:
@@ -151,39 +161,92 @@ def _run_rules(ctx: ExperimentContext, name: str, dataset: str, rules: dict[str,
             return [CreditAlignmentTracker(inputs, targets)]
 
         overrides = {**settings, "lr": spec["lr"], "seed": ctx.seed, "device": ctx.device,
+                     "val_fraction": val_fraction, "early_stopping": patience if stops_early else None,
                      "out_dir": str(ctx.out_dir / name / label), "progress": False}
         started = time.perf_counter()
         summary = train_from_names(spec["rule"], "invertible-mlp", dataset, ctx.data_dir,
                                    rule_options=copy.deepcopy(spec["rule_options"]), model_options=model_options,
-                                   callback_factory=trackers, loaded=data, **overrides)
+                                   callback_factory=trackers, loaded=data if stops_early else no_val, **overrides)
         reduced = {"epochs": summary["config"]["epochs"], "train_limit": summary["config"]["train_limit"],
-                   "full_protocol_epochs": (MNIST_SETTINGS if dataset != "cifar10" else CIFAR_SETTINGS)["epochs"]}
+                   "test_limit": summary["config"]["test_limit"], "full_protocol_epochs": full_epochs}
         value = papers.get(label)
         final = {**_peak_and_final(summary["history"]), "label": label,
+                 "test_accuracy": summary["test_accuracy"], "val_accuracy": summary.get("val_accuracy"),
+                 "best_epoch": summary.get("best_epoch"),
+                 "stopped_early": summary.get("stopped_early", False),
+                 "train_examples": min(len(data.train_x), summary["config"]["train_limit"] or len(data.train_x)),
                  "angles_deg_initial": initial,
                  "angles_deg_final": _angles(_local(summary["history"][-1])),
                  "angles_deg_final_with_regularizer": _angles(summary["history"][-1].get("alignment", {})),
                  "paper_test_accuracy": None if value is None else value.value,
                  "paper_status": "not available" if value is None else value.status,
                  "reduced_protocol": reduced, "quick": ctx.quick}
-        config = {**summary["config"], "label": label, "departures": "torch Adam defaults; see module docstring"}
+        config = {**summary["config"], "label": label, "quick": ctx.quick,
+                  "departures": "torch Adam defaults; see module docstring"}
         record = make_record("reproduce", f"{name}/{label}", config, final, epochs=summary["history"],
                              wall_time_s=time.perf_counter() - started, device=ctx.device)
         ctx.record(record)
         records.append(record)
-    _print_table(name, records, ctx.quick)
+    print(render_markdown(summary_tables(records), ctx.out_dir))
     return records
 
 
-def _print_table(name: str, records: list[dict[str, Any]], quick: bool) -> None:
-    print(f"\n{name}{' (quick: smoke numbers, not results)' if quick else ''}: test accuracy %, paper: "
-          "not available")
-    print(f"{'rule':<18} {'final':>7} {'peak':>7} {'peak ep':>7} {'epochs':>6} {'train lim':>9}  angles to BP (deg)")
-    for record in records:
-        f = record["final"]
-        angles = " ".join(f"{a:.1f}" for a in f["angles_deg_final"].values())
-        print(f"{f['label']:<18} {100 * f['test_accuracy_final']:>7.2f} {100 * f['test_accuracy_peak']:>7.2f} "
-              f"{f['peak_epoch']:>7} {f['epochs_run']:>6} {str(f['reduced_protocol']['train_limit']):>9}  {angles}")
+# -- the report's tables -----------------------------------------------------------------------------------
+
+def _budget_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    """What must match for BP to stand beside a rule: dataset, network, epochs set, training/test images."""
+    config = record.get("config") or {}
+    model = config.get("model_options") or {}
+    return (config.get("epochs"), config.get("train_limit"), config.get("test_limit"), config.get("batch_size"),
+            tuple(sorted((k, str(v)) for k, v in model.items())), bool(config.get("quick")))
+
+
+def _layer_angles(angles: dict[str, float]) -> str:
+    return " / ".join(f"{a:.1f}" for a in angles.values()) if angles else "–"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def summary_tables(records: list[dict[str, Any]]) -> list[Table]:
+    """One table of a GAIT-prop reproduction's records: per rule (newest record each) the test accuracy
+    (early-stopped rules: of the best validation epoch), the peak over epochs, the budget, BP on the same
+    network and budget beside it, the paper's number, and the per-layer angle to BP's gradient."""
+    newest: dict[str, dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: str(r.get("timestamp", ""))):
+        newest[str(record.get("name", "?")).split("/", 1)[-1]] = record
+    bp = {_budget_key(r): r for label, r in newest.items() if label == "bp"}
+    rows = []
+    for label, record in newest.items():
+        final, config = record.get("final") or {}, record.get("config") or {}
+        accuracy = final.get("test_accuracy", final.get("test_accuracy_final"))
+        reference = bp.get(_budget_key(record))
+        bp_accuracy = None if reference is None else (reference["final"].get("test_accuracy")
+                                                      or reference["final"].get("test_accuracy_final"))
+        gap = "–" if accuracy is None or bp_accuracy is None else f"{100 * (accuracy - bp_accuracy):+.2f}"
+        reduced = final.get("reduced_protocol") or {}
+        budget = f"{final.get('epochs_run', '?')}/{reduced.get('full_protocol_epochs', '?')} ep"
+        budget += f" × {final['train_examples'] / 1000:g}k" if final.get("train_examples") else ""
+        if final.get("best_epoch") is not None and final.get("stopped_early") is not None \
+                and config.get("early_stopping"):
+            budget += f", best ep {final['best_epoch']} (val)"
+        paper = final.get("paper_status") or "not available"
+        if final.get("paper_test_accuracy") is not None:
+            paper = f"{_percent(final['paper_test_accuracy'])} ({paper})"
+        rows.append([label, _percent(accuracy), _percent(final.get("test_accuracy_peak")), budget,
+                     _percent(bp_accuracy), gap, paper, _layer_angles(final.get("angles_deg_initial") or {}),
+                     _layer_angles(final.get("angles_deg_final") or {})])
+    columns = ["rule", "test acc. (%)", "peak test acc. (%)", "budget (epochs run/full × train images)",
+               "BP same net (%)", "Δ vs BP (pp)", "paper", "angle to BP, init (°, layer 1 … L)",
+               "angle to BP, final (°)"]
+    notes = ["Test accuracy: at the last epoch, or, for a rule with early stopping (TP), at its best validation "
+             "epoch (the trainer restores it). Peak test accuracy is the maximum over epochs (optimistic: read "
+             "on the test set). BP is trained on the same invertible network, images and budget.",
+             "Angles: each weight layer's update without the orthogonality regularizer vs autograd's gradient "
+             "of the same loss, on the first 256 training images; `final` is after the last epoch.",
+             "Paper: neither paper's test accuracies could be read (creditlab.papers.gaitprop): not available."]
+    return [Table(columns, rows, notes)]
 
 
 def plot_angles(records: list[dict[str, Any]]) -> Any:
@@ -211,7 +274,7 @@ def plot_angles(records: list[dict[str, Any]]) -> Any:
     return fig
 
 
-_OPTIONS = {} if ExperimentOption is None else {
+_OPTIONS = {
     "epochs": ExperimentOption(None, "epochs per rule (default: the paper's; a stated reduced protocol on CPU)"),
     "train_limit": ExperimentOption(None, "train on the first N training images (reduced protocol)"),
     "test_limit": ExperimentOption(None, "test on the first N test images"),
@@ -219,12 +282,14 @@ _OPTIONS = {} if ExperimentOption is None else {
     "rules": ExperimentOption(None, "only these rules, e.g. [bp,gaitprop]"),
     "width": ExperimentOption(None, "hidden width (default 784 / 1024)"),
     "depth": ExperimentOption(None, "hidden layers (default 4 / 6)"),
+    "val_fraction": ExperimentOption(None, "share of the training set held out for TP's early stopping "
+                                           "(default 0.1 on MNIST/Fashion-MNIST, 0 on CIFAR-10)"),
+    "tp_patience": ExperimentOption(None, "TP's early-stopping patience in epochs (default 10; 0: no early stopping)"),
 }
-_REGISTER_OPTIONS: dict[str, Any] = {"options": _OPTIONS} if ExperimentOption is not None else {}
 
 
 @register_experiment("gaitprop-mnist", "GAIT-prop 2020: BP, GAIT-prop, TP, DTP on a 4x784 invertible MLP, MNIST",
-                     **_REGISTER_OPTIONS)
+                     options=_OPTIONS, summary=summary_tables)
 def run_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """The 2020 README's settings on MNIST (module docstring)."""
     papers = {r: paper.TEST_ACCURACY.get(("mnist", r)) for r in MNIST_RULES}
@@ -233,7 +298,7 @@ def run_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
 
 @register_experiment("gaitprop-fmnist",
                      "GAIT-prop 2020: BP, GAIT-prop, TP, DTP on a 4x784 invertible MLP, Fashion-MNIST",
-                     **_REGISTER_OPTIONS)
+                     options=_OPTIONS, summary=summary_tables)
 def run_fmnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """The 2020 README's settings on Fashion-MNIST (module docstring). KMNIST: not available offline."""
     print(paper.KMNIST_NOTE)
@@ -243,7 +308,7 @@ def run_fmnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
 
 @register_experiment("gaitprop-cifar10",
                      "GAIT-prop 2021: BP, FA, vanilla and adaptive GAIT-prop on 3072-6x1024-10, per-layer angles",
-                     **_REGISTER_OPTIONS)
+                     options=_OPTIONS, summary=summary_tables)
 def run_cifar10(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Dalm et al.'s CIFAR-10 settings (module docstring); saves the per-layer angle figure."""
     records = _run_rules(ctx, "gaitprop-cifar10", "cifar10", CIFAR_RULES, CIFAR_SETTINGS, CIFAR_MODEL,

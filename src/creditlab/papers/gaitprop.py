@@ -2,28 +2,11 @@
 papers' numbers. None could be read (only abstracts, reviews and the authors' code were reachable;
 ``shared/research/gaitprop_tp_slrl.md`` §1.6-1.7), so every entry is "not available" and the
 reproduction reports BP measured on the same network beside each rule instead.
-
-Until ``creditlab.papers.value`` is in main this module falls back to a local copy of its dataclass.
 """
 
 from __future__ import annotations
 
-try:
-    from creditlab.papers.value import PaperValue
-except ImportError:  # pragma: no cover - the report package is not merged yet
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class PaperValue:  # type: ignore[no-redef]
-        """A paper's number with its status (local stand-in for creditlab.papers.value.PaperValue)."""
-
-        value: float | None
-        sd: float | None = None
-        status: str = "verified"
-        source: str = ""
-        note: str = ""
-        setting: str = ""
-        runs: int | None = None
+from creditlab.papers.value import PaperValue
 
 _AHMAD = "Ahmad, van Gerven & Ambrogioni, NeurIPS 2020 (arXiv 2006.06438)"
 _DALM = "Dalm, Ahmad, Ambrogioni & van Gerven 2021 (arXiv 2102.11598)"

@@ -25,7 +25,8 @@ vanishes (g_l(h_l) = h_{l-1}) and the target is TP's g_l(t_l); with an imperfect
 term cancels its reconstruction error to first order.
 
 State (``state_dict``): V_l, c_l, their Adam moments, the Adam step count and the noise draw count.
-Noise comes from a generator seeded with mix(seed, draw), so a resumed run continues bit-identically.
+Noise draw k comes from ``seeded_generator(seed, "dtp", "noise", k)`` (``creditlab.seeding``), so a
+resumed run continues bit-identically; V_l's initial draw from ``seeded_generator(seed, "dtp", "feedback-init")``.
 V_l starts as a random orthogonal matrix (seeded, independent of W), c_l at zero.
 Accepted models: ``invertible-mlp`` only. Refused settings: σ, the feedback learning rate and β must be
 positive, ``feedback_steps`` >= 1.
@@ -41,7 +42,7 @@ from creditlab.models.invertible import ForwardPass, haar_orthogonal, leaky_relu
 from creditlab.rules import register_rule
 from creditlab.rules._local_targets import LocalTargetRule
 from creditlab.rules.base import LossFn, StepOutput
-from creditlab.rules.fa import FEEDBACK_SEED_SALT, _mix_seed
+from creditlab.seeding import seeded_generator
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -68,7 +69,7 @@ class DifferenceTargetPropagation(LocalTargetRule):
             raise ValueError(f"rule 'dtp': feedback_steps must be >= 1, got {feedback_steps}")
         self.target_step, self.feedback_lr = float(target_step), float(feedback_lr)
         self.feedback_noise, self.feedback_steps, self.seed = float(feedback_noise), int(feedback_steps), int(seed)
-        generator = torch.Generator().manual_seed(_mix_seed(self.seed, FEEDBACK_SEED_SALT))
+        generator = seeded_generator(self.seed, "dtp", "feedback-init")
         device = self.model.layers[0].weight.device
         for index in range(1, self.model.depth):
             width = self.model.widths[index]
@@ -103,15 +104,16 @@ class DifferenceTargetPropagation(LocalTargetRule):
 
     def reconstruction_errors(self, forward: ForwardPass) -> list[float]:
         """Per layer l >= 2: mean_n ‖g_l(h_l) − h_{l-1}[:N_l]‖² / N_l on this forward pass (noise-free)."""
-        return [float(((self.apply_feedback(i, forward.post[i]) - forward.inputs[i]) ** 2).mean())
-                for i in range(1, self.model.depth)]
+        with torch.no_grad():
+            return [float(((self.apply_feedback(i, forward.post[i]) - forward.inputs[i]) ** 2).mean())
+                    for i in range(1, self.model.depth)]
 
     def train_feedback(self, forward: ForwardPass) -> None:
         """``feedback_steps`` Adam steps on Lee et al.'s noisy reconstruction loss, every layer l >= 2."""
         device = forward.output.device
         for _ in range(self.feedback_steps):
             self.noise_draws += 1
-            generator = torch.Generator(device=device).manual_seed(_mix_seed(self.seed, int(self.noise_draws)))
+            generator = seeded_generator(self.seed, "dtp", "noise", int(self.noise_draws), device=device)
             self.adam_steps += 1
             step = int(self.adam_steps)
             for index in range(1, self.model.depth):
