@@ -39,12 +39,14 @@ from creditlab.rules import build_rule
 
 #: anchor_perf.md §4: the authors' GAIT-prop step over their BP step (median, CPU 2 threads)
 AUTHORS_RATIO = {"gaitprop": 5.39, "gaitprop-noreg": 1.15}
+#: label -> (rule, rule options, inverse_method of the model); "solve" (LU factors) is the model's default
 VARIANTS = {
-    "bp": ("bp", {}),
-    "gaitprop": ("gaitprop", {"orthogonality": 0.1}),
-    "gaitprop-noreg": ("gaitprop", {"orthogonality": 0.0}),
-    "tp": ("tp", {"orthogonality": 1000.0}),
-    "dtp": ("dtp", {}),
+    "bp": ("bp", {}, "solve"),
+    "gaitprop": ("gaitprop", {"orthogonality": 0.1}, "solve"),
+    "gaitprop-inv": ("gaitprop", {"orthogonality": 0.1}, "inverse"),
+    "gaitprop-noreg": ("gaitprop", {"orthogonality": 0.0}, "solve"),
+    "tp": ("tp", {"orthogonality": 1000.0}, "solve"),
+    "dtp": ("dtp", {}, "solve"),
 }
 
 
@@ -52,16 +54,19 @@ def contenders(width: int, depth: int, dtype: str, seed: int = 0) -> dict[str, C
     """One Contender per variant, each on its own copy of one seeded model, Adam(1e-4)."""
     base = build_model("invertible-mlp", (1, 28, 28), 10, width=width, depth=depth, dtype=dtype, seed=seed)
     out = {}
-    for label, (rule_name, options) in VARIANTS.items():
-        rule = build_rule(rule_name, copy.deepcopy(base), **options)
+    for label, (rule_name, options, inverse_method) in VARIANTS.items():
+        model = copy.deepcopy(base)
+        model.inverse_method = inverse_method
+        rule = build_rule(rule_name, model, **options)
         optimizer = torch.optim.Adam(rule.model.parameters(), lr=1e-4, fused=True)
         out[label] = Contender(label, rule, optimizer)
     return out
 
 
-def refresh_time(width: int, depth: int, dtype: str, repeats: int) -> float:
+def refresh_time(width: int, depth: int, dtype: str, repeats: int, inverse_method: str = "solve") -> float:
     """Median seconds of one refresh of every inverse of a ``depth``-hidden-layer net of ``width``."""
-    model = build_model("invertible-mlp", (1, 28, 28), 10, width=width, depth=depth, dtype=dtype, seed=0)
+    model = build_model("invertible-mlp", (1, 28, 28), 10, width=width, depth=depth, dtype=dtype, seed=0,
+                        inverse_method=inverse_method)
     for index in range(1, model.depth):
         model.inverse_weight(index)  # mark every inverse as in use
     times = []
@@ -70,6 +75,34 @@ def refresh_time(width: int, depth: int, dtype: str, repeats: int) -> float:
         model.refresh_inverses()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def regularizer_time(width: int, depth: int, dtype: str, repeats: int) -> float:
+    """Median seconds of the orthogonality-regularizer gradient of every square layer (λ = 0.1)."""
+    model = build_model("invertible-mlp", (1, 28, 28), 10, width=width, depth=depth, dtype=dtype, seed=0)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        model.orthogonality_gradients(0.1, "off-diagonal")
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def flop_counts(width: int, depth: int, batch: int, in_features: int = 784) -> dict[str, float]:
+    """Multiply-add flops (2 per MAC) per training step of each part, from the shapes alone.
+
+    bp: forward + input gradient + weight gradient, 3 products of (B x N_in) by (N_in x N_out) per layer;
+    the local-target rules do the same three (forward, inverse application, local weight gradient).
+    regularizer: W W^T and (W W^T - D) W, 2 N^3 each, per square layer. Inverse refresh per inverted
+    layer (all square layers but the first): LU 2/3 N^3 (getrf) or the explicit inverse 2 N^3 (getrf+getri).
+    """
+    shapes = [(in_features, width)] + [(width, width)] * depth  # (N_in, N_out): hidden layers + output
+    square = sum(1 for n_in, n_out in shapes if n_in == n_out)
+    inverted = depth  # layers 2..L
+    return {"bp": sum(6 * batch * n_in * n_out for n_in, n_out in shapes),
+            "regularizer": square * 4 * width ** 3,
+            "lu_refresh": inverted * 2 / 3 * width ** 3,
+            "inv_refresh": inverted * 2 * width ** 3}
 
 
 def main() -> None:  # noqa: D103
@@ -81,6 +114,7 @@ def main() -> None:  # noqa: D103
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--refresh-widths", default="256,512,1024,2048")
+    parser.add_argument("--part-repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -102,19 +136,38 @@ def main() -> None:  # noqa: D103
                 authors = AUTHORS_RATIO.get(label) if width == 784 and dtype == "float64" else None
                 print(f"{'':<22}{label:<15} {row['median_ms']:>10.1f} {row['ratio_to_bp']:>11.2f} "
                       f"{authors if authors is not None else '':>8} {row['step_peak_bytes'] / 2**20:>13.1f}")
+            parts = {"bp_ms": rows["bp"]["median_ms"],
+                     "regularizer_ms": 1000 * regularizer_time(width, args.depth, dtype, args.part_repeats),
+                     "lu_refresh_ms": 1000 * refresh_time(width, args.depth, dtype, args.part_repeats, "solve"),
+                     "inv_refresh_ms": 1000 * refresh_time(width, args.depth, dtype, args.part_repeats, "inverse")}
+            flops = flop_counts(width, args.depth, args.batch)
+            floor = (parts["bp_ms"] + parts["regularizer_ms"] + parts["lu_refresh_ms"]) / parts["bp_ms"]
+            parts["floor_ratio_measured"] = floor
+            parts["floor_ratio_flops"] = (flops["bp"] + flops["regularizer"] + flops["lu_refresh"]) / flops["bp"]
+            parts["floor_ratio_flops_noreg"] = (flops["bp"] + flops["lu_refresh"]) / flops["bp"]
+            print(f"{'':<22}parts: bp step {parts['bp_ms']:.1f} ms ({flops['bp'] / 1e9:.2f} GFLOP), regularizer "
+                  f"{parts['regularizer_ms']:.1f} ms ({flops['regularizer'] / 1e9:.2f}), LU refresh "
+                  f"{parts['lu_refresh_ms']:.1f} ms ({flops['lu_refresh'] / 1e9:.2f}), inverse refresh "
+                  f"{parts['inv_refresh_ms']:.1f} ms ({flops['inv_refresh'] / 1e9:.2f})")
+            print(f"{'':<22}floor of an exact GAIT-prop step / BP (bp + regularizer + LU): measured {floor:.2f}, "
+                  f"by flops {parts['floor_ratio_flops']:.2f} (no regularizer: {parts['floor_ratio_flops_noreg']:.2f})")
             if args.out:
                 config = {**config_base, "width": width, "dtype": dtype, "variants": VARIANTS}
                 append_record(args.out, make_record("perf", "gaitprop-step-time", config,
-                                                    {"rows": rows, "authors_ratio": AUTHORS_RATIO}))
-    print(f"\ninverse refresh (all {args.depth} square layers above the first, torch.linalg.inv):")
+                                                    {"rows": rows, "authors_ratio": AUTHORS_RATIO, "parts": parts,
+                                                     "flops": flops}))
+    print(f"\ninverse refresh (all {args.depth} square layers above the first; LU factors, the default, "
+          "and the explicit inverse):")
     for dtype in args.dtypes.split(","):
-        for width in map(int, args.refresh_widths.split(",")):
-            seconds = refresh_time(width, args.depth, dtype, repeats=3)
-            print(f"  {dtype} width {width:>5}: {1000 * seconds:9.1f} ms per refresh")
+        for width in [int(w) for w in args.refresh_widths.split(",") if w]:
+            lu = refresh_time(width, args.depth, dtype, args.part_repeats, "solve")
+            inverse = refresh_time(width, args.depth, dtype, args.part_repeats, "inverse")
+            print(f"  {dtype} width {width:>5}: LU {1000 * lu:9.1f} ms, inverse {1000 * inverse:9.1f} ms per refresh")
             if args.out:
                 append_record(args.out, make_record("perf", "gaitprop-inverse-refresh",
                                                     {**config_base, "width": width, "dtype": dtype},
-                                                    {"refresh_ms": 1000 * seconds}))
+                                                    {"refresh_ms": 1000 * lu, "lu_refresh_ms": 1000 * lu,
+                                                     "inverse_refresh_ms": 1000 * inverse}))
 
 
 if __name__ == "__main__":

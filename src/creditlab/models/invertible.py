@@ -16,8 +16,9 @@ whose target is their own activity. Layer 1 is square when the input has N_1 fea
 width layer by layer (784 -> 784, 500, 200, 10): each layer reads the first N_l units below, and the
 inverse pass re-appends the dropped units from the forward pass (the caller does that).
 
-Inverses are kept current: each layer's inverse (``inverse_method="inverse"``: W^{-1} by
-``torch.linalg.inv``; ``"solve"``: an LU factorization, then a batched triangular solve per use) is
+Inverses are kept current: each layer's inverse (``inverse_method="solve"``, the default: an LU
+factorization, 2/3 N^3 flops, then a batched triangular solve per use, 2 B N^2; ``"inverse"``: the
+explicit W^{-1} by ``torch.linalg.inv``, 2 N^3, then a product per use) is
 refreshed in the post-step hook ``apply_constraints()`` for every layer whose inverse is in use, and
 cached with a copy of the weight it was computed from: a use that finds the weight changed any other
 way (``load_state_dict``, ``.to``, a loop that skips the hook) recomputes it first. (An exact
@@ -148,7 +149,7 @@ class InvertibleMLP(nn.Module):
 
     def __init__(self, in_features: int, widths: Sequence[int], output_width: int, num_classes: int,
                  input_layer: str = "auto", init: str = "orthogonal", dtype: torch.dtype = torch.float64,
-                 inverse_method: str = "inverse", generator: torch.Generator | None = None) -> None:
+                 inverse_method: str = "solve", generator: torch.Generator | None = None) -> None:
         super().__init__()
         if not widths:
             raise ValueError("an invertible MLP needs at least one hidden layer")
@@ -301,7 +302,7 @@ def is_invertible_mlp(model: nn.Module) -> bool:
 def build_invertible_mlp(input_shape: tuple[int, ...], num_classes: int, width: int = 784, depth: int = 4,
                          widths: Sequence[int] | None = None, output_width: int | None = None,
                          tower: bool = False, input_layer: str = "auto", init: str = "orthogonal",
-                         dtype: str = "float64", inverse_method: str = "inverse",
+                         dtype: str = "float64", inverse_method: str = "solve",
                          seed: int | None = None) -> InvertibleMLP:
     """``depth`` hidden layers of ``width`` (or explicit ``widths``), output layer ``output_width`` wide
     (default: the last hidden width, readout + auxiliary units). ``tower=True``: the 2020 code's
