@@ -216,6 +216,8 @@ def summary_tables(records: list[dict[str, Any]]) -> list[Table]:
     newest: dict[str, dict[str, Any]] = {}
     for record in sorted(records, key=lambda r: str(r.get("timestamp", ""))):
         newest[str(record.get("name", "?")).split("/", 1)[-1]] = record
+    known = [*MNIST_RULES, *CIFAR_RULES]  # rows in the experiments' order, BP first
+    newest = dict(sorted(newest.items(), key=lambda item: known.index(item[0]) if item[0] in known else len(known)))
     bp = {_budget_key(r): r for label, r in newest.items() if label == "bp"}
     rows = []
     for label, record in newest.items():
