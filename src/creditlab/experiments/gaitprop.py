@@ -269,7 +269,7 @@ def plot_angles(records: list[dict[str, Any]]) -> Any:
             axis.plot(range(len(series)), series, marker="o", label=layer.replace(".weight", ""))
         axis.set_title(record["final"]["label"])
         axis.set_xlabel("epoch (0 = init)")
-        axis.set_ylim(0, 100)
+        axis.set_ylim(-3, 100)  # a rule at 0 deg stays visible
     axes[0][0].set_ylabel("angle to BP gradient (deg, no regularizer)")
     axes[0][0].legend(fontsize=7)
     fig.suptitle("CIFAR-10 3072-6x1024-10: per-layer angle of each rule's update to BP")
