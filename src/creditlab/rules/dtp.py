@@ -108,8 +108,10 @@ class DifferenceTargetPropagation(LocalTargetRule):
             return [float(((self.apply_feedback(i, forward.post[i]) - forward.inputs[i]) ** 2).mean())
                     for i in range(1, self.model.depth)]
 
+    @torch.no_grad()
     def train_feedback(self, forward: ForwardPass) -> None:
-        """``feedback_steps`` Adam steps on Lee et al.'s noisy reconstruction loss, every layer l >= 2."""
+        """``feedback_steps`` Adam steps on Lee et al.'s noisy reconstruction loss, every layer l >= 2
+        (the gradients are written out, so no autograd graph is kept on the feedback weights)."""
         device = forward.output.device
         for _ in range(self.feedback_steps):
             self.noise_draws += 1
