@@ -38,8 +38,9 @@ from typing import Any
 from creditlab.analysis.alignment import AlignmentTracker, measure_alignment
 from creditlab.data import Dataset, load_dataset
 from creditlab.errors import CreditlabError
-from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
 from creditlab.papers import gaitprop as paper
+from creditlab.report.headline import Headline
 from creditlab.report.render import Table, render_markdown
 from creditlab.results import make_record
 from creditlab.rules import Rule
@@ -317,3 +318,33 @@ def run_cifar10(ctx: ExperimentContext) -> list[dict[str, Any]]:
                          dict(paper.CIFAR10_TEST_ACCURACY))
     ctx.figure(plot_angles(records), "gaitprop_cifar10_angles")
     return records
+
+
+@register_headline("gaitprop", order=50)
+def gaitprop_headline(records: list[dict[str, Any]]) -> list[Headline]:
+    """Per dataset: GAIT-prop (and TP, DTP; on CIFAR-10 vanilla vs adaptive) beside BP on the same net."""
+    rows = []
+    for experiment, dataset, claim, labels in (
+            ("gaitprop-mnist", "MNIST", "GAIT-prop ≈ BP; TP below (test acc. %, 4×784 invertible MLP)",
+             ("bp", "gaitprop", "tp", "dtp")),
+            ("gaitprop-fmnist", "Fashion-MNIST", "GAIT-prop ≈ BP; TP below (test acc. %, 4×784 invertible MLP)",
+             ("bp", "gaitprop", "tp", "dtp")),
+            ("gaitprop-cifar10", "CIFAR-10", "adaptive rescaling rescues deep GAIT-prop (test acc. %, 3072-6×1024-10)",
+             ("bp", "fa", "gaitprop-vanilla", "gaitprop-adaptive"))):
+        newest: dict[str, dict[str, Any]] = {}
+        for record in sorted((r for r in records if str(r.get("name", "")).startswith(experiment + "/")
+                              and not (r.get("config") or {}).get("quick")), key=lambda r: str(r.get("timestamp"))):
+            newest[str(record["name"]).split("/", 1)[1]] = record
+        shown = [label for label in labels if label in newest]
+        if "bp" not in shown or len(shown) < 2:
+            continue
+        final = newest["bp"]["final"]
+        reduced = final.get("reduced_protocol") or {}
+        rows.append(Headline(
+            "Ahmad et al. 2020; Dalm et al. 2021", f"{dataset}: {claim}",
+            ", ".join(f"{label} {100 * newest[label]['final']['test_accuracy']:.2f}" for label in shown),
+            "test accuracies could not be read from either paper", "not available",
+            f"{final.get('epochs_run')} of {reduced.get('full_protocol_epochs', '?')} epochs × "
+            f"{final.get('train_examples', 0) / 1000:g}k images, seed {newest['bp']['config'].get('seed', 0)}",
+            "docs/papers/gaitprop.md"))
+    return rows

@@ -56,7 +56,7 @@ import torch
 import torch.nn as nn
 
 from creditlab.models import register_model
-from creditlab.models.vnn import seeded_generator
+from creditlab.models.vnn import init_generator
 
 #: leaky-ReLU slope of both GAIT-prop codebases (``utils.py::leaky_relu``)
 SLOPE = 0.1
@@ -173,7 +173,7 @@ class InvertibleMLP(nn.Module):
             raise ValueError(f"unknown init {init!r}; valid: {', '.join(INITS)}")
         if inverse_method not in INVERSE_METHODS:
             raise ValueError(f"unknown inverse_method {inverse_method!r}; valid: {', '.join(INVERSE_METHODS)}")
-        generator = generator if generator is not None else seeded_generator(None)
+        generator = generator if generator is not None else init_generator(None)
         self.in_features, self.num_classes, self.slope = in_features, num_classes, SLOPE
         self.widths = all_widths
         self.input_layer, self.init, self.inverse_method = input_layer, init, inverse_method
@@ -320,7 +320,7 @@ def build_invertible_mlp(input_shape: tuple[int, ...], num_classes: int, width: 
         widths = (int(width),) * int(depth)
     widths = tuple(int(w) for w in widths)
     return InvertibleMLP(math.prod(input_shape), widths, widths[-1] if output_width is None else int(output_width),
-                         num_classes, input_layer, init, DTYPES[dtype], inverse_method, seeded_generator(seed))
+                         num_classes, input_layer, init, DTYPES[dtype], inverse_method, init_generator(seed))
 
 
 __all__ = ["DTYPES", "INITS", "ORTHOGONALITY_FORMS", "SLOPE", "ForwardPass", "InvertibleMLP",
