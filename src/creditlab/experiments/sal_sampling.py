@@ -165,6 +165,19 @@ def sample_counts(weights: torch.Tensor, biases: torch.Tensor, chains: int, step
     return counts
 
 
+def sleep_phase(weights: torch.Tensor, biases: torch.Tensor, neurons: StochasticNeurons, noise: RunNoise,
+                pairs: PairSTDP, steps: int) -> torch.Tensor:
+    """Run every network freely for ``steps`` steps, pairs reset first; returns spike counts (runs, n)."""
+    pairs.reset()
+    spike_count = torch.zeros(neurons.refractory_left.shape, device=weights.device)
+    weights_t, bias = weights.transpose(1, 2).contiguous(), biases.unsqueeze(1)
+    for _ in range(steps):
+        spikes = neurons.step(torch.baddbmm(bias, neurons.psp(), weights_t), noise.next())
+        pairs.observe(spikes, spikes)
+        spike_count += spikes
+    return spike_count.sum(1)
+
+
 def train_batch(runs: list[Condition], protocol: SamplingProtocol, seed: int, device: str,
                 log: Any = None) -> dict[str, Any]:
     """Wake-sleep learning of every run at once; D_KL and asymmetry every ``eval_every`` iterations."""
@@ -198,17 +211,10 @@ def train_batch(runs: list[Condition], protocol: SamplingProtocol, seed: int, de
 
     measure(0)
     for iteration in range(1, protocol.iterations + 1):
-        pairs.reset()
-        spike_count = torch.zeros(len(runs), 1, n, device=device)
-        weights_t = w.transpose(1, 2).contiguous()
-        bias = b.unsqueeze(1)
-        for _ in range(protocol.sleep_steps):
-            spikes = neurons.step(torch.baddbmm(bias, neurons.psp(), weights_t), noise.next())
-            pairs.observe(spikes, spikes)
-            spike_count += spikes
+        spike_count = sleep_phase(w, b, neurons, noise, pairs, protocol.sleep_steps)
         scale = T_REF / protocol.sleep_steps
         sleep_corr = scale * symmetric_update(pairs)
-        sleep_mean = scale * spike_count[:, 0]
+        sleep_mean = scale * spike_count
         dw = lr * (target_corr - state["a_learn"] * sleep_corr) + lr_symm * state["a_sal"] * scale * sal_update(pairs)
         w.add_(dw * off_diagonal).clamp_(-2, 2)
         b.add_(lr[:, 0] * (target_mean - sleep_mean)).clamp_(-2, 2)

@@ -32,8 +32,6 @@ from collections.abc import Sequence
 
 import torch
 
-from creditlab.rules.fa import _mix_seed
-
 
 def run_seed(seed: int, *parts: int | str) -> int:
     """A 63-bit seed from ``seed`` and ``parts`` (ints, or strings hashed with zlib.crc32 of their UTF-8).
@@ -41,6 +39,8 @@ def run_seed(seed: int, *parts: int | str) -> int:
     Chains the splitmix64 finalizer of :mod:`creditlab.rules.fa`; to be replaced by
     ``creditlab.seeding.mix_seed`` once the protocol lands in main.
     """
+    from creditlab.rules.fa import _mix_seed  # here, not at import: creditlab.rules imports this module
+
     value = int(seed)
     for part in parts:
         value = _mix_seed(value, zlib.crc32(part.encode("utf-8")) if isinstance(part, str) else int(part))
