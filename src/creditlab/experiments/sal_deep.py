@@ -19,6 +19,7 @@ import functools
 import time
 from typing import Any
 
+from creditlab.data import load_dataset
 from creditlab.experiments import ExperimentContext, register_experiment
 from creditlab.results import make_record
 from creditlab.rules.sal import SALPhase, SpikeAlignment, feedback_angles
@@ -26,7 +27,7 @@ from creditlab.rules.sal import SALPhase, SpikeAlignment, feedback_angles
 RULES = ("bp", "fa", "kp", "sal")
 PAPER_SAL = {"sal_lr": 0.04, "iterations": 5, "steps": 2000, "chains": 32}
 CPU_SAL = {"sal_lr": 1.0, "iterations": 2, "steps": 2000, "chains": 32}
-QUICK_SAL = {"sal_lr": 1.0, "iterations": 1, "steps": 100, "chains": 4}
+QUICK_SAL = {"sal_lr": 1.0, "iterations": 1, "steps": 50, "chains": 2}
 SETTINGS = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 128, "normalization": "standard"}
 
 
@@ -35,7 +36,7 @@ def _protocol(ctx: ExperimentContext) -> tuple[str, dict[str, Any], dict[str, An
     if chosen not in ("cpu", "paper"):
         raise ValueError(f"sal-deep option protocol must be 'cpu' or 'paper', got {chosen!r}")
     if ctx.quick:
-        return "quick", {"epochs": 1, "train_limit": 512, "test_limit": 256}, QUICK_SAL, ("fashion-mnist",)
+        return "quick", {"epochs": 1, "train_limit": 256, "test_limit": 128}, QUICK_SAL, ("fashion-mnist",)
     if chosen == "paper":
         return chosen, {"epochs": 100}, PAPER_SAL, ("fashion-mnist", "cifar10")
     return chosen, {"epochs": 3, "train_limit": 10000, "test_limit": 2000}, CPU_SAL, ("fashion-mnist",)
@@ -60,6 +61,7 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     label, budget, sal_options, datasets = _protocol(ctx)
     records = []
     for dataset in datasets:
+        data = load_dataset(dataset, ctx.data_dir, ctx.device, 0.0, ctx.seed, SETTINGS["normalization"])
         rows = []
         for rule in RULES:
             options: dict[str, Any] = {} if rule == "bp" else {"seed": ctx.seed}
@@ -72,7 +74,7 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
             factory = functools.partial(_phase_callbacks, rule, initial_angles)
             started = time.perf_counter()
             summary = train_from_names(rule, "sal-convnet", dataset, ctx.data_dir, rule_options=options,
-                                       callback_factory=factory, seed=ctx.seed, device=ctx.device,
+                                       callback_factory=factory, loaded=data, seed=ctx.seed, device=ctx.device,
                                        out_dir=str(ctx.out_dir / dataset / rule), progress=False,
                                        **SETTINGS, **budget)
             history = summary["history"]

@@ -64,11 +64,12 @@ class MicrocircuitProtocol:
     symmetrization_patterns: int = 5
     lambda_api: float = 0.02
     lambda_nudge: float = 0.6
+    teacher_steps: int = 4000
 
 
 PAPER = MicrocircuitProtocol(150, 20_000, 2_000, 2_000, 0.2, 0.003, 0.001, 20)
 CPU = MicrocircuitProtocol(30, 500, 100, 100, 8.0, 0.12, 0.04, 20)
-QUICK = MicrocircuitProtocol(2, 100, 20, 20, 8.0, 0.12, 0.04, 2)
+QUICK = MicrocircuitProtocol(1, 60, 20, 20, 8.0, 0.12, 0.04, 2, teacher_steps=300)
 
 
 def teacher_targets(inputs: tuple[float, ...], seed: int, chains: int = 64, steps: int = 4000) -> torch.Tensor:
@@ -152,8 +153,8 @@ def train(rules: list[str], seeds: list[int], protocol: MicrocircuitProtocol, ba
           log: Any = None) -> dict[str, Any]:
     """Every (rule, seed) as one batch; validation loss and weights after every epoch."""
     runs = len(rules)
-    train_targets = teacher_targets(TRAIN_INPUTS, base_seed)
-    val_targets = teacher_targets(VALIDATION_INPUTS, base_seed + 1)
+    train_targets = teacher_targets(TRAIN_INPUTS, base_seed, steps=protocol.teacher_steps)
+    val_targets = teacher_targets(VALIDATION_INPUTS, base_seed + 1, steps=protocol.teacher_steps)
     net = Microcircuits(rules, seeds, base_seed, protocol)
     order_gen = torch.Generator().manual_seed(run_seed(base_seed, "order"))
     history = []
