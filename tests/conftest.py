@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -75,12 +77,35 @@ def loss_before_and_after_steps(rule, x: torch.Tensor, y: torch.Tensor, steps: i
 def perturbed_vnn(layout: tuple, classes: int, kind_nonnegative: bool, seed: int, noise: float,
                   noise_seed: int):
     """A double-precision VNN on 2x8x8 inputs, every parameter perturbed by seeded noise, projected."""
-    from creditlab.models.vnn import build_vectorized, seeded_generator
+    from creditlab.models.vnn import build_vectorized, init_generator
 
-    net = build_vectorized((2, 8, 8), classes, layout, kind_nonnegative, seeded_generator(seed)).double()
+    net = build_vectorized((2, 8, 8), classes, layout, kind_nonnegative, init_generator(seed)).double()
     gen = torch.Generator().manual_seed(noise_seed)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(noise * torch.randn(p.shape, generator=gen, dtype=p.dtype))
     net.apply_constraints()
     return net
+
+
+@contextlib.contextmanager
+def killed_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> Iterator[None]:
+    """The run inside dies like a killed process: ``Rule.step`` raises KeyboardInterrupt on its
+    ``step``-th call (counting from 1); the real step is restored afterwards."""
+    from creditlab.rules import Rule
+
+    calls = {"n": 0}
+    original_step = Rule.step
+
+    def dying_step(self, inputs, targets):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt
+        return original_step(self, inputs, targets)
+
+    monkeypatch.setattr(Rule, "step", dying_step)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(Rule, "step", original_step)
