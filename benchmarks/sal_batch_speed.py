@@ -26,8 +26,9 @@ import torch
 from creditlab.bench.perf import time_interleaved
 from creditlab.experiments.sal_sampling import NEURONS, T_REF, sleep_phase
 from creditlab.results import append_record, make_record
+from creditlab.seeding import mix_seed
 from creditlab.spiking.sal import PairSTDP, TriangularWindow
-from creditlab.spiking.stochastic import RunNoise, StochasticNeurons, run_seed
+from creditlab.spiking.stochastic import RunNoise, StochasticNeurons
 
 
 def make_phase(runs: int, steps: int, device: str, batched: bool) -> Callable[[object, object], None]:
@@ -35,7 +36,7 @@ def make_phase(runs: int, steps: int, device: str, batched: bool) -> Callable[[o
     gen = torch.Generator().manual_seed(0)
     weights = (torch.randn(runs, NEURONS, NEURONS, generator=gen) * 0.5).to(device)
     biases = (torch.rand(runs, NEURONS, generator=gen) * 2 - 1).to(device)
-    seeds = [run_seed(0, r) for r in range(runs)]
+    seeds = [mix_seed(0, r) for r in range(runs)]
     groups = [list(range(runs))] if batched else [[r] for r in range(runs)]
     states = [(StochasticNeurons((len(g), 1, NEURONS), T_REF, device=device),
                RunNoise([seeds[r] for r in g], (1, NEURONS), device=device),

@@ -37,10 +37,12 @@ from typing import Any
 
 import torch
 
-from creditlab.experiments import ExperimentContext, register_experiment
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
+from creditlab.report.render import Table
 from creditlab.results import make_record
+from creditlab.seeding import mix_seed
 from creditlab.spiking.sal import ExponentialWindow, PairSTDP, sal_update
-from creditlab.spiking.stochastic import RunNoise, StochasticNeurons, run_seed, spike_probability
+from creditlab.spiking.stochastic import RunNoise, StochasticNeurons, spike_probability
 
 T_REF = 10
 TRAIN_INPUTS = (-3.0, -2.5, -2.0, -0.8, 0.8, 2.0, 2.5, 3.0)
@@ -77,8 +79,8 @@ def teacher_targets(inputs: tuple[float, ...], seed: int, chains: int = 64, step
     n = len(inputs)
     u_in = torch.tensor(inputs).view(n, 1, 1).expand(n, chains, 1)
     inp, hid = StochasticNeurons((n, chains, 1), T_REF), StochasticNeurons((n, chains, 1), T_REF)
-    noise_in = RunNoise([run_seed(seed, "teacher-in", k) for k in range(n)], (chains, 1))
-    noise_h = RunNoise([run_seed(seed, "teacher-h", k) for k in range(n)], (chains, 1))
+    noise_in = RunNoise([mix_seed(seed, "teacher-in", k) for k in range(n)], (chains, 1))
+    noise_h = RunNoise([mix_seed(seed, "teacher-h", k) for k in range(n)], (chains, 1))
     total = torch.zeros(n)
     for step in range(steps + T_REF):
         psp_in, psp_h = inp.psp(), hid.psp()
@@ -95,7 +97,7 @@ class Microcircuits:
     def __init__(self, rules: list[str], seeds: list[int], base_seed: int, protocol: MicrocircuitProtocol) -> None:
         runs = len(rules)
         self.protocol, self.rules = protocol, rules
-        init = [torch.Generator().manual_seed(run_seed(base_seed, "init", s)) for s in seeds]
+        init = [torch.Generator().manual_seed(mix_seed(base_seed, "init", s)) for s in seeds]
         draws = torch.stack([torch.rand(3, generator=g) * 6 - 3 for g in init])  # W10, W21, w_down
         self.w10, self.w21, self.w_down = (draws[:, k].view(runs, 1, 1).clone() for k in range(3))
         self.is_bp = torch.tensor([r == "bp" for r in rules]).view(runs, 1, 1)
@@ -104,7 +106,7 @@ class Microcircuits:
         self.bias = -1.0
         names = ("in", "h", "inn", "out")
         self.neurons = {k: StochasticNeurons((runs, 1, 1), T_REF) for k in names}
-        self.noise = {k: RunNoise([run_seed(base_seed, "spikes", r, s, k) for r, s in zip(rules, seeds, strict=True)],
+        self.noise = {k: RunNoise([mix_seed(base_seed, "spikes", r, s, k) for r, s in zip(rules, seeds, strict=True)],
                                   (1, 1)) for k in names}
         self.pairs = PairSTDP(ExponentialWindow(T_REF), "nearest")
         zeros = torch.zeros(runs, 1, 1)
@@ -156,7 +158,7 @@ def train(rules: list[str], seeds: list[int], protocol: MicrocircuitProtocol, ba
     train_targets = teacher_targets(TRAIN_INPUTS, base_seed, steps=protocol.teacher_steps)
     val_targets = teacher_targets(VALIDATION_INPUTS, base_seed + 1, steps=protocol.teacher_steps)
     net = Microcircuits(rules, seeds, base_seed, protocol)
-    order_gen = torch.Generator().manual_seed(run_seed(base_seed, "order"))
+    order_gen = torch.Generator().manual_seed(mix_seed(base_seed, "order"))
     history = []
     no = torch.zeros(runs, 1, 1, dtype=torch.bool)
     for epoch in range(protocol.epochs + 1):
@@ -188,14 +190,34 @@ def _quantiles(values: list[float]) -> dict[str, float]:
 
 
 def _options(ctx: ExperimentContext) -> str:
-    chosen = dict(getattr(ctx, "options", None) or {}).get("protocol", "cpu")
+    chosen = ctx.options.get("protocol", "cpu")
     if chosen not in ("cpu", "paper"):
         raise ValueError(f"sal-microcircuit option protocol must be 'cpu' or 'paper', got {chosen!r}")
     return "quick" if ctx.quick else chosen
 
 
+def summary(records: list[dict[str, Any]]) -> list[Table]:
+    """Final validation loss and feedback error per rule: median [q25, q75] over seeds."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record["name"].startswith("sal-microcircuit/"):
+            latest[record["name"]] = record
+    rows = []
+    for r in latest.values():
+        f, v = r["final"], r["final"]["final_val_loss"]
+        rows.append([f["rule"], f"{f['seeds'][0]}..{f['seeds'][-1]}",
+                     f"{v['median']:.4g} [{v['q25']:.4g}, {v['q75']:.4g}]",
+                     f"{f['final_feedback_error']['median']:.3g}", f"{f['final_sign_agreement']:.2f}",
+                     f"{r['config']['protocol']}: {r['config']['epochs']} epochs x "
+                     f"{r['config']['pattern_steps']} steps"])
+    return [Table(["rule", "seeds", "final val loss median [IQR]", "abs(w_down - W21) median", "sign agreement",
+                   "protocol"], rows, notes=["Paper values: not available (no figure data published)."],
+                  title="sal-microcircuit: validation loss and feedback over seeds")]
+
+
 @register_experiment("sal-microcircuit", "SAL (Gierlich 2025) exp. 2: 1-1-1 spiking microcircuit teacher-student "
-                     "regression, SAL symmetrization phases vs BP and FA feedback")
+                     "regression, SAL symmetrization phases vs BP and FA feedback", summary=summary,
+                     options={"protocol": ExperimentOption("cpu", "cpu (stated reduced protocol) or paper (long)")})
 def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """All rules x seeds in one batch; one record per rule with per-epoch median/IQR over seeds."""
     label = _options(ctx)

@@ -21,7 +21,7 @@ Two scenarios, each with and without SAL (authors' configs, ``tables_recovered.m
 "synaptic noise" sweeps sigma_init in {0, .2, .4, .6, .8, 1} with sigma_stdp = 0; "plasticity noise"
 sweeps sigma_stdp in {0, .01, ..., .05} with sigma_init = 0.2. 5 target seeds x 4 init seeds = 20
 runs per level. Every run of both scenarios, all levels, with and without SAL, is one batch (480
-runs) simulated together; each run has its own generators (``run_seed``).
+runs) simulated together; each run has its own generators (``creditlab.seeding.mix_seed``).
 
 Measured: D_KL(p* || p) over the 128 states, with p the network's state distribution read out every
 t_ref / 2 steps from ``eval_chains`` parallel chains of the run's current network (add-1/2 counts);
@@ -41,10 +41,12 @@ from typing import Any
 
 import torch
 
-from creditlab.experiments import ExperimentContext, register_experiment
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
+from creditlab.report.render import Table
 from creditlab.results import make_record
+from creditlab.seeding import mix_seed
 from creditlab.spiking.sal import PairSTDP, TriangularWindow, plasticity_amplitudes, sal_update, symmetric_update
-from creditlab.spiking.stochastic import RunNoise, StochasticNeurons, run_seed
+from creditlab.spiking.stochastic import RunNoise, StochasticNeurons
 
 NEURONS = 7
 T_REF = 50
@@ -131,18 +133,18 @@ def initial_state(runs: list[Condition], seed: int) -> dict[str, torch.Tensor]:
     n = NEURONS
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("w_target", "b_target", "w", "b", "a_learn", "a_sal")}
     for c in runs:
-        target_gen = torch.Generator().manual_seed(run_seed(seed, "target", c.target_seed))
+        target_gen = torch.Generator().manual_seed(mix_seed(seed, "target", c.target_seed))
         upper = torch.triu(torch.rand(n, n, generator=target_gen) * 2 - 1, 1)
         rows["w_target"].append(upper + upper.T)
         rows["b_target"].append(torch.rand(n, generator=target_gen) * 2 - 1)
-        init_gen = torch.Generator().manual_seed(run_seed(seed, "init", c.target_seed, c.init_seed))
+        init_gen = torch.Generator().manual_seed(mix_seed(seed, "init", c.target_seed, c.init_seed))
         sym = torch.triu(torch.randn(n, n, generator=init_gen) * 0.2, 1)
         sigma_init = c.level if c.scenario == "synaptic" else 0.2
         perturbation = torch.randn(n, n, generator=init_gen) * sigma_init
         rows["w"].append((sym + sym.T + perturbation).clamp(-2, 2))
         rows["b"].append((torch.randn(n, generator=init_gen) * 0.2).clamp(-2, 2))
         sigma_stdp = c.level if c.scenario == "plasticity" else 0.0
-        noise_gen = torch.Generator().manual_seed(run_seed(seed, "stdp-noise", c.target_seed, c.init_seed))
+        noise_gen = torch.Generator().manual_seed(mix_seed(seed, "stdp-noise", c.target_seed, c.init_seed))
         rows["a_learn"].append(plasticity_amplitudes((n, n), sigma_stdp, noise_gen))
         rows["a_sal"].append(plasticity_amplitudes((n, n), sigma_stdp, noise_gen))
     return {k: torch.stack(v) for k, v in rows.items()}
@@ -191,19 +193,19 @@ def train_batch(runs: list[Condition], protocol: SamplingProtocol, seed: int, de
     lr = torch.tensor([protocol.lr[c.scenario] for c in runs], device=device).view(-1, 1, 1)
     lr_symm = torch.tensor([protocol.lr_symm[c.scenario] * c.sal for c in runs], device=device).view(-1, 1, 1)
     off_diagonal = (1.0 - torch.eye(n, device=device)).expand(len(runs), n, n)
-    spike_seeds = [run_seed(seed, "spikes", c.scenario, str(c.level), c.target_seed, c.init_seed) for c in runs]
+    spike_seeds = [mix_seed(seed, "spikes", c.scenario, str(c.level), c.target_seed, c.init_seed) for c in runs]
     neurons = StochasticNeurons((len(runs), 1, n), T_REF, device=device)
     noise = RunNoise(spike_seeds, (1, n), device=device)
     pairs = PairSTDP(TriangularWindow(T_REF), "nearest", recurrent=True)
-    eval_seeds = [run_seed(s, "eval") for s in spike_seeds]
+    eval_seeds = [mix_seed(s, "eval") for s in spike_seeds]
     history: list[dict[str, Any]] = []
     floor_counts = sample_counts(state["w_target"], state["b_target"], protocol.eval_chains, protocol.eval_steps,
-                                 [run_seed(s, "floor") for s in eval_seeds], device)
+                                 [mix_seed(s, "floor") for s in eval_seeds], device)
     floor = kl_divergence(targets, floor_counts.double()).cpu()
 
     def measure(iteration: int) -> None:
         counts = sample_counts(w, b, protocol.eval_chains, protocol.eval_steps,
-                               [run_seed(s, iteration) for s in eval_seeds], device)
+                               [mix_seed(s, iteration) for s in eval_seeds], device)
         history.append({"iteration": iteration, "dkl": kl_divergence(targets, counts.double()).cpu().tolist(),
                         "asymmetry": asymmetry(w).cpu().tolist()})
         if log is not None:
@@ -295,15 +297,40 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
 
 
 def _options(ctx: ExperimentContext) -> dict[str, Any]:
-    options = dict(getattr(ctx, "options", None) or {})
-    protocol = options.get("protocol", "cpu")
+    protocol = ctx.options.get("protocol", "cpu")
     if protocol not in ("cpu", "paper"):
         raise ValueError(f"sal-sampling option protocol must be 'cpu' or 'paper', got {protocol!r}")
     return {"protocol": protocol}
 
 
+def _latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last record of every name (later runs replace earlier ones), in first-seen order."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        latest[record["name"]] = record
+    return list(latest.values())
+
+
+def summary(records: list[dict[str, Any]]) -> list[Table]:
+    """Final D_KL and asymmetry per (scenario, noise level, SAL): median [q25, q75] over seeds."""
+    rows = []
+    for r in _latest([r for r in records if r["name"].startswith("sal-sampling/")]):
+        f, c = r["final"], r["config"]
+        d = f["final_dkl"]
+        rows.append([f["scenario"], f"{f['level']:g}", "yes" if f["sal"] else "no", str(f["runs"]),
+                     f"{d['median']:.4g} [{d['q25']:.4g}, {d['q75']:.4g}]", f"{f['final_asymmetry']['median']:.3g}",
+                     f"{f['sampling_floor_dkl']['median']:.4g}",
+                     f"{c['protocol']}: {c['iterations']} x {c['sleep_steps']}"])
+    return [Table(["scenario", "noise", "SAL", "runs", "final D_KL median [IQR]", "asymmetry (median)",
+                   "sampling floor", "protocol (iterations x steps)"], rows,
+                  notes=["D_KL(p* || p) over the 2^7 states; the floor is the same estimator on the target network.",
+                         "Paper values: not available (no figure data published)."],
+                  title="sal-sampling: final D_KL and asymmetry over seeds")]
+
+
 @register_experiment("sal-sampling", "SAL (Gierlich 2025) exp. 1: 7-neuron spiking sampling network, "
-                     "D_KL and asymmetry under synaptic / plasticity noise, with and without SAL")
+                     "D_KL and asymmetry under synaptic / plasticity noise, with and without SAL", summary=summary,
+                     options={"protocol": ExperimentOption("cpu", "cpu (stated reduced protocol) or paper (GPU)")})
 def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Every condition of both scenarios as one batch of runs; one record per (scenario, level, SAL)."""
     torch.manual_seed(ctx.seed)

@@ -15,9 +15,12 @@ update summed over all pairs within 2 t_ref (exponential window, tau = t_ref; al
 
 Causal pairs for ``B[i, j]`` (i before j) are what ``B`` itself causes, anti-causal ones (j before i)
 what ``W[i, j]`` causes, so in expectation ``B`` moves toward ``W``. The forward weights are not
-changed by the phase. The trainer calls :meth:`on_epoch_start` once the protocol's phase hooks land;
-until then :class:`SALPhase` (an epoch-end callback: the phase before the next epoch) and one call
-before ``fit`` do it. Defaults are the authors' ``exp_settings.yaml`` (5 x 200 t_ref, 32 chains, lr 0.04).
+changed by the phase. The trainer calls the rule's phase hook :meth:`on_epoch_start` before every
+epoch, which runs the phase; :meth:`on_epoch_end` adds its duration (``sal_phase_s``) to the epoch's
+record. The phase count is rule state (checkpointed), and each phase's spikes come from
+``seeded_generator``-style streams ``mix_seed(seed, "sal-phase", phase, layer)``, so a resumed run
+continues the same phases. Defaults are the authors' ``exp_settings.yaml`` (5 x 200 t_ref, 32
+chains, lr 0.04). :func:`feedback_angles` gives angle(W, B) per layer.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from creditlab.analysis.alignment import angle_degrees
 from creditlab.rules import register_rule
 from creditlab.rules.base import LossFn
 from creditlab.rules.fa import FeedbackAlignmentRule, FeedbackLinear, RandomFeedback, feedback_layers, register_scheme
+from creditlab.seeding import mix_seed
 from creditlab.spiking.sal import ExponentialWindow, PairSTDP, sal_update
-from creditlab.spiking.stochastic import RunNoise, StochasticNeurons, run_seed
+from creditlab.spiking.stochastic import RunNoise, StochasticNeurons
 
 
 @register_scheme
@@ -62,6 +66,7 @@ class SpikeAlignment(FeedbackAlignmentRule):
         super().__init__(model, loss_fn, seed)
         self.sal_lr, self.iterations, self.steps, self.chains, self.t_ref = sal_lr, iterations, steps, chains, t_ref
         self.phases = 0
+        self.last_phase_s = 0.0
         self.linear = [layer for _, layer in feedback_layers(self.model) if isinstance(layer, FeedbackLinear)]
         sizes = [(layer.in_features, layer.out_features) for layer in self.linear]
         if not self.linear or any(a[1] != b[0] for a, b in zip(sizes, sizes[1:], strict=False)):
@@ -77,19 +82,23 @@ class SpikeAlignment(FeedbackAlignmentRule):
         self.phases = int(state["phases"])
 
     def on_epoch_start(self, epoch: int) -> None:
-        """Phase hook (protocol): one spiking SAL phase before every epoch."""
+        """Phase hook: one spiking SAL phase before every epoch."""
         self.symmetrize()
+
+    def on_epoch_end(self, epoch: int) -> dict[str, Any]:
+        """The epoch's record gets the duration of the phase that preceded it."""
+        return {"sal_phase_s": self.last_phase_s}
 
     @torch.no_grad()
     def symmetrize(self) -> dict[str, float]:
-        """Run one spiking phase and update the linear layers' B; returns the seconds it took."""
+        """Run one spiking phase and update the linear layers' B; returns {"sal_phase_s": seconds}."""
         import time
 
         started = time.perf_counter()
         device = self.linear[0].weight.device
         sizes = [self.linear[0].in_features] + [layer.out_features for layer in self.linear]
         neurons = [StochasticNeurons((1, self.chains, n), self.t_ref, device=device) for n in sizes]
-        noise = [RunNoise([run_seed(self.seed, "sal-phase", self.phases, k)], (self.chains, n), device=device)
+        noise = [RunNoise([mix_seed(self.seed, "sal-phase", self.phases, k)], (self.chains, n), device=device)
                  for k, n in enumerate(sizes)]
         window = ExponentialWindow(self.t_ref, buffer=2.0)
         pairs = [PairSTDP(window, "all") for _ in self.linear]  # pre: upper layer, post: lower layer
@@ -113,18 +122,8 @@ class SpikeAlignment(FeedbackAlignmentRule):
                 update = sal_update(acc)[0].T / (self.chains * window.support)  # (out, in) like B
                 layer.feedback_weight.add_(update.to(layer.feedback_weight.dtype), alpha=self.sal_lr)
         self.phases += 1
-        return {"sal_phase_s": round(time.perf_counter() - started, 3)}
-
-
-class SALPhase:
-    """Epoch-end callback: the SAL phase before the next epoch, and per-layer angle(W, B) in degrees."""
-
-    def on_epoch_end(self, rule: Any, epoch: int) -> dict[str, Any]:  # noqa: D102
-        out: dict[str, Any] = {}
-        if isinstance(rule, SpikeAlignment):
-            out.update(rule.symmetrize())
-        out["feedback_angle_deg"] = feedback_angles(rule)
-        return out
+        self.last_phase_s = round(time.perf_counter() - started, 3)
+        return {"sal_phase_s": self.last_phase_s}
 
 
 def feedback_angles(rule: Any) -> dict[str, float]:

@@ -17,34 +17,21 @@ Shapes: every state tensor is ``(runs, chains, neurons)``. ``runs`` are independ
 (different seeds, settings or weights), ``chains`` are independent simulations of the same run's
 network (1 to follow one network through learning; many to estimate its distribution quickly).
 
-Randomness: :class:`RunNoise` holds one explicit ``torch.Generator`` per run, seeded from
-``(seed, run)``, and draws each run's uniforms in blocks of steps. A run's spikes therefore depend
-only on its own seed and its own inputs: simulating 120 runs as one batch gives, bit for bit, the
-spikes of 120 separate one-run simulations (tested), on the CPU and (with the generators on the
-GPU) on CUDA.
+Randomness: :class:`RunNoise` holds one explicit ``torch.Generator`` per run, seeded from the
+run's seed with :func:`creditlab.seeding.mix_seed`, and draws each run's uniforms in blocks of
+steps. A run's spikes therefore depend only on its own seed and its own inputs: simulating 120
+runs as one batch gives, bit for bit, the spikes of 120 separate one-run simulations (tested), on
+the CPU and (with the generators on the GPU) on CUDA.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Sequence
 
 import torch
 
-
-def run_seed(seed: int, *parts: int | str) -> int:
-    """A 63-bit seed from ``seed`` and ``parts`` (ints, or strings hashed with zlib.crc32 of their UTF-8).
-
-    Chains the splitmix64 finalizer of :mod:`creditlab.rules.fa`; to be replaced by
-    ``creditlab.seeding.mix_seed`` once the protocol lands in main.
-    """
-    from creditlab.rules.fa import _mix_seed  # here, not at import: creditlab.rules imports this module
-
-    value = int(seed)
-    for part in parts:
-        value = _mix_seed(value, zlib.crc32(part.encode("utf-8")) if isinstance(part, str) else int(part))
-    return value
+from creditlab.seeding import mix_seed
 
 
 def spike_probability(potential: torch.Tensor, t_ref: int) -> torch.Tensor:
@@ -63,7 +50,7 @@ class RunNoise:
     """Uniform random numbers for ``len(seeds)`` independent runs, one explicit generator per run.
 
     ``next()`` returns a ``(runs, *per_run_shape)`` tensor for one step; each run's numbers come from
-    its own generator (seeded with ``run_seed(seed)`` for its seed), drawn ``block`` steps at a time
+    its own generator (seeded with ``mix_seed(seed, "spiking")`` for its seed), drawn ``block`` steps at a time
     (default: about 16k numbers per run per draw); a run's numbers depend on its seed and ``block``.
     """
 
@@ -77,7 +64,7 @@ class RunNoise:
                                          else max(1, min(5000, 16384 // max(1, math.prod(self.shape)))))
         self.device = torch.device(device)
         self.dtype = dtype
-        self.generators = [torch.Generator(device=self.device).manual_seed(run_seed(s, "spiking")) for s in seeds]
+        self.generators = [torch.Generator(device=self.device).manual_seed(mix_seed(s, "spiking")) for s in seeds]
         self._buffer: torch.Tensor | None = None
         self._used = 0
 
@@ -133,4 +120,4 @@ class StochasticNeurons:
         return spikes
 
 
-__all__ = ["RunNoise", "StochasticNeurons", "check_time_constant", "run_seed", "spike_probability"]
+__all__ = ["RunNoise", "StochasticNeurons", "check_time_constant", "spike_probability"]
