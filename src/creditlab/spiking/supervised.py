@@ -27,7 +27,8 @@ from creditlab.spiking.stdp import error_modulated_additive
 
 #: what every supervised STDP rule fixes of the optimizer (PROTOCOL_SPEC.md, OptimizerRequirement)
 FIXED_OPTIMIZER: dict[str, Any] = {"optimizer": "sgd", "lr": 1.0, "momentum": 0.0, "weight_decay": 0.0}
-OPTIMIZER_REASON = "the rule writes its weight changes themselves into .grad; plain SGD with lr 1 applies them as they are"
+OPTIMIZER_REASON = ("the rule writes its weight changes themselves into .grad; plain SGD with lr 1 applies "
+                    "them as they are")
 
 
 def positive(name: str, value: float) -> float:
