@@ -39,8 +39,9 @@ def load_or_extract(directory: str | os.PathLike, key: str, extract: Callable[[]
             stored = torch.load(path, map_location="cpu", weights_only=True)
             features, stored_key = stored["features"], stored["key"]
         except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
-            raise FeatureCacheError(f"feature cache {path} is corrupt or truncated ({type(error).__name__}: "
-                                    f"{str(error).splitlines()[0][:120]}); delete it to extract the features again") from error
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
+            raise FeatureCacheError(f"feature cache {path} is corrupt or truncated ({reason}); delete it to "
+                                    "extract the features again") from error
         if stored_key != key:
             raise FeatureCacheError(f"feature cache {path} is stale: it holds features for key {stored_key!r}, "
                                     f"not {key!r}; delete it to extract the features again")
