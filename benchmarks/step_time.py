@@ -1,6 +1,6 @@
 """Step time of every registered rule as a ratio to backprop on the same model (``creditlab.bench.perf``).
 
-Runs the perf suite's timing groups (``configs/bench/perf.yaml``: each rule on its natural model,
+Runs the perf suite's timing groups (``src/creditlab/configs/bench/perf.yaml``: each rule on its natural model,
 LeNet, Conv-Vec; ResNet-20 on CUDA) or the models given with ``--models``, prints a table, and with
 ``--out`` appends one ``perf`` record per rule to a results store (the same records as
 ``creditlab bench perf``, but measured again even when the store already has them).

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from creditlab.distributed.countsketch import CountSketch
+from reducer_reference import ReferenceSketch
 
 
 def _planted(d: int, heavy: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,6 +29,19 @@ def test_hashes_match_the_multiply_add_shift_formula_in_exact_integers():
             z = ((a * i + b) % 2**64) >> 32  # Dietzfelbinger's strongly universal hash, unbounded ints
             assert int(flat[row, n]) == row * 1000 + (z * 1000 >> 32)
             assert float(sign[row, n]) == (1.0 if z % 2 == 0 else -1.0)
+
+
+def test_table_and_estimates_equal_the_definition_computed_by_hand():
+    d, rows, cols = 300, 5, 40
+    sketch = CountSketch(d, rows, cols, seed=9, chunk_size=64)  # several chunks
+    by_hand = ReferenceSketch(d, rows, cols, sketch._multiplier.view(-1).tolist(), sketch._offset.view(-1).tolist())
+    vector = torch.round(torch.randn(d, generator=torch.Generator().manual_seed(3)) * 256) / 256  # exact sums
+    sketch.accumulate_vector(vector)
+    assert torch.equal(sketch.table, by_hand.sketch(vector))  # S[j, h_j(i)] += s_j(i)·x_i, Python-int hashes
+    assert torch.equal(sketch.estimate(), by_hand.estimate(sketch.table))  # median_j s_j(i)·S[j, h_j(i)]
+    indices, values = sketch.top_k(10)
+    magnitude = by_hand.estimate(sketch.table).abs()
+    assert magnitude[indices].min() >= magnitude[[i for i in range(d) if i not in set(indices.tolist())]].max()
 
 
 def test_planted_heavy_hitters_are_recovered_with_their_values():

@@ -193,3 +193,31 @@ def test_a_few_steps_on_mnist_lower_the_loss(rule_name: str, model_name: str,
     rule = build_rule(rule_name, build_model(model_name, (1, 28, 28), 10, **options))
     before, after = loss_before_and_after_steps(rule, x, y)
     assert after < 0.8 * before, (before, after)
+
+
+class _OwnScale(nn.Module):
+    """A user's module owning a parameter not named ``weight``: x -> x K."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.kernel = nn.Parameter(torch.randn(features, features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x @ self.kernel
+
+
+@pytest.mark.parametrize("rule_name", ["dfa", "dfa+"])
+def test_dfa_refuses_a_parameter_owning_module_it_does_not_understand(rule_name: str) -> None:
+    """Inside a block its error would travel backprop-style through K: refused, naming it, not left exact."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), _OwnScale(4), nn.Linear(4, 2))
+    with pytest.raises(IncompatibleModelError, match=r"_OwnScale at 2 owning parameters \(kernel\)"):
+        build_rule(rule_name, model, input_shape=(4,))
+
+
+def test_dfa_accepts_per_unit_parameter_layers_inside_blocks() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 6), nn.LayerNorm(6), nn.PReLU(6), nn.Linear(6, 3))
+    rule = build_rule("dfa", model, input_shape=(5,))
+    assert rule.hidden_layer_names == ["0"]
+    rule.step(torch.randn(8, 5), torch.randint(0, 3, (8,)))
+    assert model[1].weight.grad.abs().sum() > 0 and model[2].weight.grad.abs().sum() > 0

@@ -12,10 +12,12 @@ import torch.nn.functional as F
 from conftest import loss_before_and_after_steps
 from creditlab.errors import IncompatibleModelError
 from creditlab.models import build_model
+from creditlab.models.vnn_layers import LocallyConnected2d
 from creditlab.rules import build_rule
 from creditlab.rules.fa import (
     FeedbackConv2d,
     FeedbackLinear,
+    FeedbackLocallyConnected2d,
     convert_to_feedback_alignment,
     exact_backward,
     feedback_layers,
@@ -51,7 +53,8 @@ def _models() -> list[tuple[str, nn.Module, tuple[int, ...]]]:
     return [("mlp", build_model("mlp", (1, 28, 28), 10, hidden=(32, 16)), (1, 28, 28)),
             ("lenet", build_model("lenet", (1, 28, 28), 10), (1, 28, 28)),
             ("resnet20", build_model("resnet20", (3, 32, 32), 10), (3, 32, 32)),
-            ("user", UserNet(), (3, 8, 8))]
+            ("user", UserNet(), (3, 8, 8)),
+            ("arelu-lc", build_model("arelu-lc", (1, 28, 28), 10), (1, 28, 28))]
 
 
 def _batch(shape: tuple[int, ...], classes: int = 5, n: int = 6, seed: int = 1
@@ -74,10 +77,11 @@ def test_conversion_keeps_forward_bit_identical_and_original_untouched(mode: str
         with torch.no_grad():
             assert torch.equal(converted(x), reference(x)), name
         # the original: same classes, same values, no feedback buffers
-        assert not any(isinstance(m, FeedbackLinear | FeedbackConv2d) for m in model.modules())
+        assert not any(isinstance(m, FeedbackLinear | FeedbackConv2d | FeedbackLocallyConnected2d)
+                       for m in model.modules())
         assert model.state_dict().keys() == before.keys()
         assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
-        n_layers = sum(isinstance(m, nn.Linear | nn.Conv2d) for m in model.modules())
+        n_layers = sum(isinstance(m, nn.Linear | nn.Conv2d | LocallyConnected2d) for m in model.modules())
         assert len(list(feedback_layers(converted))) == n_layers, name
         assert getattr(converted, "creditlab_name", None) == getattr(model, "creditlab_name", None)
 
@@ -115,6 +119,48 @@ def test_fa_update_matches_hand_computed_backward() -> None:
     torch.testing.assert_close(grads["0.weight"].grad, delta.T @ x)
     torch.testing.assert_close(grads["0.bias"].grad, delta.sum(0))
     assert not torch.allclose(feedback, w2)
+
+
+@pytest.mark.parametrize("mode", FA_RULES)
+def test_every_variant_update_matches_hand_computed_backward(mode: str) -> None:
+    """Three layers, tanh: delta2 = (e B3) * tanh'(a2), delta1 = (delta2 B2) * tanh'(a1), dW_l = delta_l^T h_{l-1},
+    with each variant's B built here from its definition (float64 matrix products, no autograd)."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    x, y = torch.randn(5, 6, dtype=torch.float64), torch.tensor([0, 2, 1, 2, 0])
+    weights = [model[i].weight.detach().clone() for i in (0, 2, 4)]
+    biases = [model[i].bias.detach().clone() for i in (0, 2, 4)]
+    rule = build_rule(mode, model, seed=2)
+    rule.step(x, y)
+    layers = [layer for _, layer in feedback_layers(rule.model)]
+    feedback = []
+    for weight, layer in zip(weights, layers, strict=True):
+        sigma = weight.std()
+        if mode == "fa":
+            matrix = layer.feedback_weight  # fixed random: only its draw is taken from the layer
+        elif mode == "usf":
+            matrix = sigma * weight.sign()  # sigma: std of W at conversion (taken in float32 there)
+        elif mode == "frsf":
+            matrix = layer.feedback_magnitude * weight.sign()
+        else:  # brsf: this step's draw; check it has the definition's form
+            matrix = layer.feedback_matrix()
+            assert torch.equal(matrix.sign(), weight.sign())
+            assert float(matrix.abs().max()) <= 3**0.5 * float(sigma) + 1e-12
+        feedback.append(matrix)
+    h0 = x
+    a1 = h0 @ weights[0].T + biases[0]
+    h1 = torch.tanh(a1)
+    a2 = h1 @ weights[1].T + biases[1]
+    h2 = torch.tanh(a2)
+    error = (torch.softmax(h2 @ weights[2].T + biases[2], 1) - F.one_hot(y, 3)) / len(y)
+    delta2 = (error @ feedback[2]) * (1 - h2**2)
+    delta1 = (delta2 @ feedback[1]) * (1 - h1**2)
+    grads = dict(rule.model.named_parameters())
+    for name, delta, below in (("4", error, h2), ("2", delta2, h1), ("0", delta1, h0)):
+        torch.testing.assert_close(grads[f"{name}.weight"].grad, delta.T @ below)
+        torch.testing.assert_close(grads[f"{name}.bias"].grad, delta.sum(0))
+    true = rule.true_gradients(x, y)
+    assert not torch.allclose(true["0.weight"], grads["0.weight"].grad)  # not backprop in disguise
 
 
 @pytest.mark.parametrize("mode", FA_RULES)
@@ -229,7 +275,7 @@ def test_brsf_magnitude_redrawn_each_step_sign_follows_weights_and_seeded() -> N
 def test_unsupported_models_raise_clear_errors() -> None:
     with pytest.raises(IncompatibleModelError, match="Conv1d"):
         build_rule("fa", nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(2, 2)))
-    with pytest.raises(IncompatibleModelError, match="no nn.Linear or nn.Conv2d"):
+    with pytest.raises(IncompatibleModelError, match="no nn.Linear, nn.Conv2d or LocallyConnected2d"):
         build_rule("usf", nn.Sequential(nn.Flatten(), nn.BatchNorm1d(4)))
     converted = convert_to_feedback_alignment(nn.Sequential(nn.Linear(3, 2)), "fa")
     with pytest.raises(IncompatibleModelError, match="already converted"):
@@ -246,3 +292,73 @@ def test_a_few_steps_on_mnist_lower_the_loss(mode: str,
     rule = build_rule(mode, build_model("mlp", (1, 28, 28), 10, hidden=(64,)))
     before, after = loss_before_and_after_steps(rule, x, y)
     assert after < 0.7 * before, (before, after)
+
+
+class OwnLayer(nn.Module):
+    """A user's weight layer the FA family does not know: x -> x K (its backward would use K^T)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.kernel = nn.Parameter(torch.randn(features, features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x @ self.kernel
+
+
+class WideLinear(nn.Linear):
+    """A subclass of nn.Linear (its forward could differ)."""
+
+
+@pytest.mark.parametrize(("layer", "message"), [
+    (OwnLayer(4), r"OwnLayer at 1 owning parameters \(kernel\)"),
+    (nn.Bilinear(4, 4, 4), "Bilinear at 1 owning parameters"),
+    (nn.ConvTranspose1d(4, 4, 1), "ConvTranspose1d at 1"),
+    (WideLinear(4, 4), "WideLinear at 1, a subclass of Linear"),
+])
+def test_an_unknown_weight_owning_module_is_refused_not_left_exact(layer: nn.Module, message: str) -> None:
+    model = nn.Sequential(nn.Linear(4, 4), layer, nn.Linear(4, 3))
+    for mode in FA_RULES:
+        with pytest.raises(IncompatibleModelError, match=message):
+            build_rule(mode, model)
+
+
+def test_layers_with_local_backward_are_kept_exact_and_everything_else_converted() -> None:
+    """Norms, PReLU and embeddings have per-unit parameters (nothing to transport); they stay exact."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.PReLU(8), nn.Linear(8, 8), nn.BatchNorm1d(8),
+                          nn.GroupNorm(2, 8), nn.RMSNorm(8), nn.Linear(8, 3))
+    rule = build_rule("fa", model)
+    assert [path for path, _ in feedback_layers(rule.model)] == ["0", "3", "7"]
+    embedded = nn.Sequential(nn.Embedding(10, 6), nn.Flatten(), nn.Linear(12, 3))
+    assert [path for path, _ in feedback_layers(build_rule("fa", embedded).model)] == ["2"]
+
+
+@pytest.mark.parametrize("mode", FA_RULES)
+def test_locally_connected_backward_uses_feedback_tensor(mode: str) -> None:
+    """dx of a converted LC layer = autograd of the plain LC layer with W replaced by B; dW, db exact."""
+    torch.manual_seed(0)
+    plain = LocallyConnected2d(3, 4, 3, (7, 7), stride=2, padding=1).double()
+    with torch.no_grad():
+        plain.bias.normal_()
+    rule = build_rule(mode, nn.Sequential(plain, nn.Flatten()))
+    layer = rule.model[0]
+    assert isinstance(layer, FeedbackLocallyConnected2d)
+    x = torch.randn(5, 3, 7, 7, dtype=torch.float64, requires_grad=True)
+    out = rule.model(x)
+    assert torch.equal(out, plain(x).flatten(1))  # forward bit-identical
+    upstream = torch.randn_like(out)
+    grad_x, grad_w, grad_b = torch.autograd.grad(out, [x, layer.weight, layer.bias], upstream)
+    feedback = layer.feedback_matrix()  # brSF: this forward's draw (no draw since)
+    assert feedback.shape == plain.weight.shape
+    assert not torch.allclose(feedback, plain.weight)
+    stand_in = copy.deepcopy(plain)
+    with torch.no_grad():
+        stand_in.weight.copy_(feedback)
+    expected_x, = torch.autograd.grad(stand_in(x).flatten(1), x, upstream)
+    expected_w, expected_b = torch.autograd.grad(plain(x).flatten(1), [plain.weight, plain.bias], upstream)
+    torch.testing.assert_close(grad_x, expected_x)
+    torch.testing.assert_close(grad_w, expected_w)
+    torch.testing.assert_close(grad_b, expected_b)
+    with exact_backward(rule.model):
+        exact_x, = torch.autograd.grad(rule.model(x), x, upstream)
+    torch.testing.assert_close(exact_x, torch.autograd.grad(plain(x).flatten(1), x, upstream)[0])

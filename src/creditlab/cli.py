@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 DISTRIBUTED_KINDS = ("allreduce", "sketch", "fetchsgd", "topk", "localtopk", "powersgd")
 REDUCER_OWNS_MOMENTUM = ("sketch", "fetchsgd", "topk", "localtopk")
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
@@ -28,6 +30,8 @@ def _parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
             raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=flag)
         key, value = pair.split("=", 1)
         parsed = yaml.safe_load(value)
+        if isinstance(parsed, str) and NUMBER.fullmatch(parsed):  # YAML 1.1 reads 1e-3 as a string
+            parsed = float(parsed)
         options[key.strip().replace("-", "_")] = tuple(parsed) if isinstance(parsed, list) else parsed
     return options
 
@@ -85,8 +89,17 @@ def train(
     quiet: Annotated[bool, typer.Option(help="no progress bar or epoch lines")] = False,
 ) -> None:
     """Train a model with a learning rule; checkpoints every epoch, --resume continues."""
+    from creditlab.cli_checks import InvalidFlagError, check_train_flags
     from creditlab.train import train_from_names
 
+    try:  # bad flags end here, before any data is loaded
+        check_train_flags(rule=rule, model=model, data=data, device=device, out=out or "runs", data_dir=data_dir,
+                          train_limit=train_limit, test_limit=test_limit, epochs=epochs, batch_size=batch_size,
+                          lr=lr, val_fraction=val_fraction, rule_options=_parse_options(rule_opt, "--rule-opt"),
+                          model_options={**_parse_options(model_opt, "--model-opt"), **({"mixed_sign": True}
+                                                                                         if mixed_sign else {})})
+    except InvalidFlagError as exc:
+        raise _fail(str(exc)) from exc
     rank, world_size = 0, 1
     reducer_factory = None
     if distributed is not None:
@@ -165,21 +178,27 @@ def train(
 
 
 @app.command()
-def rules() -> None:
-    """Every learning rule, with the models it can train."""
+def rules(
+    as_json: Annotated[bool, typer.Option("--json", help="print {rule: {description, models}} as JSON")] = False,
+) -> None:
+    """Every learning rule, with the models it can train (found by constructing it on each)."""
     from rich.console import Console
     from rich.table import Table
 
     from creditlab.bench.compat import compatible_models
     from creditlab.rules import RULES
 
+    rows = {name: {"description": RULES.get(name).description, "models": compatible_models(name)}
+            for name in RULES.names()}
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
     table = Table(title="creditlab learning rules")
     table.add_column("rule")
     table.add_column("description")
     table.add_column("models it can train")
-    for name in RULES.names():
-        cls = RULES.get(name)
-        table.add_row(name, cls.description, ", ".join(compatible_models(name)))
+    for name, row in rows.items():
+        table.add_row(name, row["description"], ", ".join(row["models"]))
     Console().print(table)
 
 
@@ -226,8 +245,11 @@ def demo(
 ) -> None:
     """Compare every rule on MNIST: a table in the terminal and a PNG plot."""
     from creditlab.bench.demo import run_demo
+    from creditlab.cli_checks import check_demo_flags
 
     try:
+        check_demo_flags(out=out, epochs=epochs, train_limit=train_limit, device=device, data_dir=data_dir,
+                         rules=rules_)
         run_demo(Path(out), epochs=epochs, train_limit=train_limit, device=device, data_dir=data_dir,
                  only=rules_)
     except CreditlabError as exc:
@@ -266,15 +288,18 @@ def reproduce(
 
 @app.command()
 def bench(
-    suite: Annotated[str, typer.Argument(help="suite name (configs/bench/SUITE.yaml) or a YAML path")],
+    suite: Annotated[str, typer.Argument(help="suite name (quick, paper, perf: creditlab/configs/bench) "
+                                              "or a YAML path")],
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     out: Annotated[str, typer.Option(help="results store (JSONL)")] = "results/bench.jsonl",
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
 ) -> None:
     """Run a benchmark suite; skips entries that already have a record for this config and commit."""
     from creditlab.bench.runner import run_suite
+    from creditlab.cli_checks import check_bench_flags
 
     try:
+        check_bench_flags(device=device, out=out, data_dir=data_dir)
         run_suite(suite, device=device, out=Path(out), data_dir=data_dir)
     except CreditlabError as exc:
         raise _fail(str(exc)) from exc

@@ -1,7 +1,13 @@
-"""Which registered models each rule can train (asked of the rule itself, never hard-coded)."""
+"""Which registered models each rule can train: found by constructing the rule, never hard-coded.
+
+The answer is the one construction gives (``build_rule`` on the model built for its natural
+dataset), so ``creditlab rules`` and ``creditlab train`` can never disagree: every check a rule runs
+at construction (static checks, DFA's probe forward pass, ...) is the check this table runs.
+"""
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 
 import torch
@@ -10,7 +16,7 @@ import torch.nn as nn
 from creditlab.data.specs import DATASETS
 from creditlab.errors import IncompatibleModelError
 from creditlab.models import MODELS, build_model
-from creditlab.rules import RULES
+from creditlab.rules import build_rule
 
 #: the order in which a rule's "natural" model is chosen for demos and quick benchmarks
 PREFERRED_MODELS = ("mlp", "vnn-fc", "lenet", "arelu-fc")
@@ -24,13 +30,20 @@ def _example_model(name: str) -> nn.Module:
         return build_model(name, spec.image_shape, spec.num_classes)
 
 
+@cache
+def refusal(rule: str, model: str) -> str | None:
+    """Why ``rule`` cannot train ``model`` (the IncompatibleModelError of its construction), or None."""
+    with torch.random.fork_rng():
+        try:
+            build_rule(rule, copy.deepcopy(_example_model(model)))
+        except IncompatibleModelError as error:
+            return str(error)
+    return None
+
+
 def can_train(rule: str, model: str) -> bool:
-    """True when ``rule``'s own check accepts ``model`` (built for its natural dataset)."""
-    try:
-        RULES.get(rule).check_model(_example_model(model))
-    except IncompatibleModelError:
-        return False
-    return True
+    """True when constructing ``rule`` on ``model`` (built for its natural dataset) succeeds."""
+    return refusal(rule, model) is None
 
 
 def compatible_models(rule: str) -> list[str]:

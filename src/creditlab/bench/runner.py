@@ -1,6 +1,6 @@
 """``creditlab bench SUITE``: run a benchmark suite from YAML, one results record per unit of work.
 
-A suite (``configs/bench/NAME.yaml``, or any YAML path) is::
+A suite (``src/creditlab/configs/bench/NAME.yaml``, or any YAML path) is::
 
     name: quick
     description: ...
@@ -88,14 +88,18 @@ class Unit:
 
 # -- finding and parsing suites -------------------------------------------------------------------
 
+#: the suites that ship inside the package (``creditlab/configs/bench/*.yaml``, package data of the wheel)
+SHIPPED_SUITES = Path(__file__).resolve().parents[1] / "configs" / "bench"
+
+
 def suite_dirs() -> list[Path]:
-    """Where suite names are looked up: $CREDITLAB_BENCH_CONFIGS, ./configs/bench, then the checkout's
-    configs/bench (so a clean clone finds its suites from any working directory)."""
+    """Where suite names are looked up: $CREDITLAB_BENCH_CONFIGS, ./configs/bench (a user's own suites),
+    then the suites shipped in the package (found from any working directory, installed or not)."""
     dirs = []
     if os.environ.get(SUITE_DIR_ENV):
         dirs.append(Path(os.environ[SUITE_DIR_ENV]))
     dirs.append(Path.cwd() / "configs" / "bench")
-    dirs.append(Path(__file__).resolve().parents[3] / "configs" / "bench")  # src/creditlab/bench -> repo root
+    dirs.append(SHIPPED_SUITES)
     return list(dict.fromkeys(dirs))
 
 
@@ -378,7 +382,7 @@ def run_perf_unit(unit: Unit, data_dir: str | os.PathLike | None) -> list[dict[s
 
 def run_suite(suite: str, device: str, out: Path, data_dir: str | os.PathLike | None = None,
               runs_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Run every unit of ``suite`` (a name under configs/bench or a YAML path) on ``device``.
+    """Run every unit of ``suite`` (a shipped suite name or a YAML path) on ``device``.
 
     Appends records one by one to the JSON-lines store ``out`` and returns the new ones. Units with a
     record for the same config at the current commit are skipped. Training units checkpoint to

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import torch.nn as nn
 
@@ -48,6 +49,15 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **opt
     model.creditlab_name = name  # type: ignore[assignment]
     model.input_shape = tuple(input_shape)  # type: ignore[assignment]
     return model
+
+
+def check_widths(option: str, widths: object) -> tuple[int, ...]:
+    """``widths`` as a non-empty tuple of integers >= 1 (layer widths); ValueError naming ``option``."""
+    values = tuple(widths) if isinstance(widths, (list, tuple)) else None
+    if not values or not all(isinstance(w, Integral) and not isinstance(w, bool) and w >= 1 for w in values):
+        raise ValueError(f"option {option!r} takes a non-empty list of layer widths, each an integer >= 1 "
+                         f"(e.g. {option}=[256,256]), got {widths!r}")
+    return tuple(int(w) for w in values)
 
 
 def apply_constraints(model: nn.Module) -> None:

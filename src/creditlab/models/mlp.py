@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
-from creditlab.models import register_model
+from creditlab.models import check_widths, register_model
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -51,5 +51,7 @@ class MLP(nn.Sequential):
                 epochs=10, lr=2e-3, optimizer="adam", batch_size=64, schedule="cosine")
 def build_mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] = (512, 512),
               activation: str = "relu") -> MLP:
-    """MLP over flattened inputs."""
-    return MLP(math.prod(input_shape), tuple(hidden), num_classes, activation)
+    """MLP over flattened inputs; ValueError for widths below 1 or an unknown activation."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"option 'activation' takes one of {', '.join(sorted(ACTIVATIONS))}, got {activation!r}")
+    return MLP(math.prod(input_shape), check_widths("hidden", hidden), num_classes, activation)

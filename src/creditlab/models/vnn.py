@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from creditlab.analysis.alignment import mean_example_angle
-from creditlab.models import register_model
+from creditlab.models import check_widths, register_model
 from creditlab.models.vnn_layers import (
     AlternatingReLU,
     LocallyConnected2d,
@@ -473,7 +473,7 @@ def _vnn_builder(kind: str):  # noqa: ANN202
         if hidden is not None:
             if kind != "fc":
                 raise ValueError("option 'hidden' (dense widths) applies to vnn-fc only")
-            layout = tuple(("fc", int(w)) for w in hidden)
+            layout = tuple(("fc", w) for w in check_widths("hidden", hidden))
         return build_vectorized(input_shape, num_classes, layout, not mixed_sign, seeded_generator(seed))
 
     build.__doc__ = (f"The authors' {kind.upper()}-Vec network for (C, H, W) inputs; ``mixed_sign`` drops "
@@ -490,7 +490,7 @@ def _arelu_builder(kind: str):  # noqa: ANN202
         if hidden is not None:
             if kind != "fc":
                 raise ValueError("option 'hidden' (dense widths) applies to arelu-fc only")
-            layout = tuple(("fc", int(w)) for w in hidden)
+            layout = tuple(("fc", w) for w in check_widths("hidden", hidden))
         return build_conventional(input_shape, num_classes, layout, nonnegative, seeded_generator(seed))
 
     build.__doc__ = (f"The authors' conventional {kind.upper()} baseline (aReLU, same widths); "

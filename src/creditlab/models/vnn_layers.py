@@ -554,7 +554,18 @@ class LocallyConnected2d(_SpatialMixin, nn.Module):
         return _in_batch_chunks(self._forward, x, self._local_elements(1, self.out_channels))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        patches = self._unfold(x)  # (B, F, L)
-        weight = self.weight.reshape(self.out_channels, patches.shape[1], -1).permute(2, 1, 0)  # (L, F, out)
-        h = _bmm(patches.permute(2, 0, 1), weight)  # (L, B, out)
-        return h.permute(1, 2, 0).reshape(len(x), self.out_channels, *self.output_size) + self.bias
+        return locally_connected_product(self._unfold(x), self.weight, self.bias)
+
+
+def locally_connected_product(patches: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+                              ) -> torch.Tensor:
+    """Each output position's patch times that position's own filters: the core of a locally connected layer.
+
+    patches: (B, F, L) from ``F.unfold`` (F = C*kh*kw, L = H'*W'); weight: (out, C, kh, kw, H', W');
+    bias: (out, H', W') or None -> (B, out, H', W').
+    """
+    out_channels, output_size = weight.shape[0], weight.shape[-2:]
+    per_position = weight.reshape(out_channels, patches.shape[1], -1).permute(2, 1, 0)  # (L, F, out)
+    h = _bmm(patches.permute(2, 0, 1), per_position)  # (L, B, out)
+    h = h.permute(1, 2, 0).reshape(len(patches), out_channels, *output_size)
+    return h if bias is None else h + bias

@@ -1,12 +1,12 @@
 """Direct feedback alignment (Nøkland 2016) and DFA+ (nonnegative feedback).
 
-The model is read as a chain of *blocks*. Its weight layers (``nn.Linear``, ``nn.Conv2d``, and custom
-modules owning a ``weight`` parameter such as locally connected layers; not norms/PReLU) are
-taken in the order the forward pass calls them; the last one is the **readout**, every other one
-is a **hidden layer**. Hidden block ``l`` is weight layer ``l`` together with everything between its
-output and the input of weight layer ``l+1`` (nonlinearity, pooling, BatchNorm, dropout, flatten),
-and the *block output* ``h_l`` is that next layer's input (for a conv layer followed by ReLU and
-max-pool, the pooled feature map). With e = dL/dlogits (batch, K), DFA sets::
+The model is read as a chain of *blocks*. Its weight layers (:data:`WEIGHT_LAYERS`: ``nn.Linear``,
+``nn.Conv2d``, ``LocallyConnected2d`` and the VNN weight layers) are taken in the order the forward
+pass calls them; the last one is the **readout**, every other one is a **hidden layer**. Hidden
+block ``l`` is weight layer ``l`` together with everything between its output and the input of
+weight layer ``l+1`` (nonlinearity, pooling, BatchNorm, dropout, flatten), and the *block output*
+``h_l`` is that next layer's input (for a conv layer followed by ReLU and max-pool, the pooled
+feature map). With e = dL/dlogits (batch, K), DFA sets::
 
     dL/dh_l := B_l e          B_l: (K, numel(h_l)) fixed random, one independent matrix per block
                                                                        (Nøkland 2016, eq. for delta a_l)
@@ -29,11 +29,22 @@ Feedback entries are U(-sqrt(3/d_l), sqrt(3/d_l)) with d_l = numel(h_l) (or of t
 absolute values (nonnegative feedback, for nonnegative networks; GEVB paper §1.4 used U[0, 1]). Matrices are
 registered buffers of the rule (``feedback_matrix``: all B_l side by side, (K, sum d_l)).
 
+**What DFA understands** (an allow-list; anything else owning a parameter is refused): the weight
+layers above, whose input is detached and whose parameters get the local gradient of the block's
+signal through their own forward (so a subclass is fine: its input gradient is never used); inside
+a block, modules without parameters and the per-unit layers the FA family keeps exact
+(normalization layers, PReLU, embeddings: ``fa.LOCAL_PARAMETER_LAYERS``, ``fa.NO_INPUT_ERROR_LAYERS``),
+through which the block's signal travels exactly, as it travels through the nonlinearity. Any other
+module owning a parameter (Conv1d/3d, transposed convs, attention, recurrent layers, a user's own
+layer) would either pass the error backprop-style through a weight inside a block or get no update,
+so it is refused.
+
 Accepted models: chains whose weight layers are each called once per forward, where the input of
 every weight layer depends on the output of the weight layer called just before it and of no other
-(MLP, LeNet, plain CNNs, the ``arelu-*`` nets, user models of that shape). Rejected with
-IncompatibleModelError: skip connections (ResNet), parallel branches, reused layers, Conv1d/3d,
-transposed convs, attention and recurrent layers, and trainable parameters before the first weight layer.
+(MLP, LeNet, plain CNNs, the ``arelu-*`` and ``vnn-*`` nets, user models of that shape). Rejected with
+IncompatibleModelError: modules outside the allow-list, skip connections (ResNet), parallel branches,
+reused layers, and trainable parameters before the first weight layer. The last three are found by
+one probe forward pass at construction (``creditlab rules`` runs the same construction).
 """
 
 from __future__ import annotations
@@ -49,28 +60,24 @@ import torch.nn.functional as F
 
 from creditlab.analysis.alignment import mean_example_angle
 from creditlab.errors import IncompatibleModelError
+from creditlab.models.vnn_layers import LocallyConnected2d, VecWeightLayer
 from creditlab.rules import register_rule
 from creditlab.rules.base import LossFn, Rule, StepOutput
-from creditlab.rules.fa import FEEDBACK_SEED_SALT, UNSUPPORTED_WEIGHT_LAYERS, _mix_seed
-
-#: modules that own a ``weight`` but are not block-delimiting weight layers (local or elementwise ops)
-NOT_WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
-    nn.InstanceNorm3d, nn.LayerNorm, nn.GroupNorm, nn.PReLU, nn.Embedding, nn.EmbeddingBag,
+from creditlab.rules.fa import (
+    FEEDBACK_SEED_SALT,
+    LOCAL_PARAMETER_LAYERS,
+    NO_INPUT_ERROR_LAYERS,
+    _mix_seed,
+    own_parameter_names,
 )
+
+#: block-delimiting weight layers (subclasses included: DFA never uses their input gradient)
+WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d, LocallyConnected2d, VecWeightLayer)
 
 
 def is_weight_layer(module: nn.Module) -> bool:
-    """nn.Linear, nn.Conv2d, or another module owning a ``weight`` parameter that is not a norm/activation.
-
-    The second case admits custom layers such as locally connected ones (their input is detached and
-    their weight gets the local gradient of the block's signal, as for a conv layer).
-    """
-    if isinstance(module, nn.Linear | nn.Conv2d):
-        return True
-    if isinstance(module, NOT_WEIGHT_LAYERS):
-        return False
-    return isinstance(getattr(module, "_parameters", {}).get("weight"), nn.Parameter)
+    """True for the block-delimiting layers of :data:`WEIGHT_LAYERS`."""
+    return isinstance(module, WEIGHT_LAYERS)
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -160,8 +167,8 @@ class DirectFeedbackAlignment(Rule):
 
     name = "dfa"
     description = "direct feedback alignment (Nøkland 2016): output error broadcast by fixed random matrices"
-    accepts = ("chain models of nn.Linear/nn.Conv2d layers without skip connections "
-               "(MLP, LeNet, plain CNNs); not ResNet")
+    accepts = ("chain models of nn.Linear/nn.Conv2d/locally connected layers without skip connections "
+               "(MLP, LeNet, plain CNNs, arelu-* and vnn-* nets); not ResNet")
     nonnegative_feedback: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, loss_fn: LossFn = F.cross_entropy, seed: int = 0,
@@ -191,11 +198,16 @@ class DirectFeedbackAlignment(Rule):
     def check_model(cls, model: nn.Module) -> None:  # noqa: D102
         name = getattr(model, "creditlab_name", type(model).__name__)
         for path, module in model.named_modules():
-            if isinstance(module, UNSUPPORTED_WEIGHT_LAYERS):
-                raise IncompatibleModelError(
-                    f"rule {cls.name!r} cannot train model {name!r}: it has a {type(module).__name__} at "
-                    f"{path or '<root>'}; DFA blocks are delimited by nn.Linear/nn.Conv2d layers only. "
-                    f"It accepts {cls.accepts}.")
+            owned = own_parameter_names(module)
+            if not owned or is_weight_layer(module) or isinstance(
+                    module, LOCAL_PARAMETER_LAYERS + NO_INPUT_ERROR_LAYERS):
+                continue
+            raise IncompatibleModelError(
+                f"rule {cls.name!r} cannot train model {name!r}: it has a {type(module).__name__} at "
+                f"{path or '<root>'} owning parameters ({', '.join(owned)}), which DFA does not understand: "
+                "blocks are delimited by nn.Linear, nn.Conv2d, LocallyConnected2d and VNN weight layers, "
+                "and inside a block only parameter-free modules, normalization layers, PReLU and "
+                f"embeddings are allowed. It accepts {cls.accepts}.")
         if len(weight_layers(model)) < 2:
             raise IncompatibleModelError(
                 f"rule {cls.name!r} cannot train model {name!r}: it needs at least one hidden weight layer "

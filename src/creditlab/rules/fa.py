@@ -1,15 +1,33 @@
 """Feedback alignment (Lillicrap et al. 2016) and its sign-symmetric variants (Liao et al. 2016).
 
-Every ``nn.Linear`` and ``nn.Conv2d`` of a model is swapped for a layer whose forward pass is
-unchanged (bit for bit) and whose backward pass sends the error to its input through a feedback
-matrix ``B`` of the same shape as the weight ``W`` instead of through ``W`` itself::
+Every ``nn.Linear``, ``nn.Conv2d`` and locally connected layer (``LocallyConnected2d``) of a model
+is swapped for a layer whose forward pass is unchanged (bit for bit) and whose backward pass sends
+the error to its input through a feedback tensor ``B`` of the same shape as the weight ``W`` instead
+of through ``W`` itself::
 
     grad_input  = grad_output . B      (backprop would use W)        FA, Lillicrap et al. eq. (1)
     grad_weight = grad_output^T . input (the exact local gradient)
     grad_bias   = sum of grad_output   (exact)
 
-Everything else (BatchNorm, activations, pooling, skip connections) keeps its exact backward, so
-the rule applies to any model built from these layers: MLP, LeNet, ResNet-20 or a user's own.
+(for a locally connected layer the products are taken per output position, with that position's
+own slice of ``B``: weight and feedback are (out, C, kh, kw, H', W')).
+
+**What stays exact, and what is refused** (an allow-list, so nothing is left exact without saying so):
+a module that owns a parameter and sends an error to its input must be converted or refused.
+Left with their exact backward are only
+
+- modules that own no parameter (activations, pooling, flatten, dropout, containers, skip additions):
+  there is no weight to transport;
+- normalization layers and PReLU (:data:`LOCAL_PARAMETER_LAYERS`): their parameters are per unit (one
+  gain and shift per channel or feature, one slope per channel), so the error they pass to their
+  input uses only the unit's own gain, never a matrix connecting different units: nothing is
+  transported (as in BioTorch, which also keeps BatchNorm exact);
+- embeddings (:data:`NO_INPUT_ERROR_LAYERS`): their input is integer indices, no error reaches it.
+
+Any other module owning a parameter (Conv1d/3d, transposed convs, attention, recurrent layers,
+Bilinear, subclasses of the converted layers, a user's own layer) makes conversion fail with
+IncompatibleModelError naming it. Not detected: a module using another module's parameter in a
+functional call (tied weights used through ``F.linear``).
 
 How ``B`` is built (one small :class:`FeedbackScheme` class per variant; ``sigma`` is the standard
 deviation of the layer's weight at conversion, i.e. the scale of its forward initialization)::
@@ -43,14 +61,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from creditlab.errors import IncompatibleModelError
+from creditlab.models.vnn_layers import LocallyConnected2d, _in_batch_chunks, locally_connected_product
 from creditlab.rules import register_rule
 from creditlab.rules.base import LossFn, Rule, StepOutput
 
-#: layer types holding weights whose backward FA would have to change but this module does not convert
-UNSUPPORTED_WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-    nn.MultiheadAttention, nn.Bilinear, nn.RNNBase, nn.RNNCellBase,
+#: modules owning parameters whose exact backward is local (per-unit parameters, see the module docstring)
+LOCAL_PARAMETER_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
+    nn.InstanceNorm3d, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.PReLU,
 )
+#: modules owning a weight that never send an error to their input (it is integer indices)
+NO_INPUT_ERROR_LAYERS: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag)
+
+
+def own_parameter_names(module: nn.Module) -> list[str]:
+    """Names of the parameters ``module`` itself owns (not its children's)."""
+    return [name for name, param in module.named_parameters(recurse=False) if param is not None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,6 +138,42 @@ class _FeedbackConv2dFunction(torch.autograd.Function):
         return grad_input, grad_weight, grad_bias, None, None, None, None, None
 
 
+class _FeedbackLocalFunction(torch.autograd.Function):
+    """Locally connected product whose patch gradient uses the feedback tensor B (shape of the weight).
+
+    patches: (N, F, L) from ``F.unfold``; weight, B: (out, C, kh, kw, H', W') with F = C*kh*kw and
+    L = H'*W'. Backward, per position l: d patches_l = dy_l B_l^T, dW_l = patches_l^T dy_l, db = sum dy.
+    (``F.unfold``'s own backward, a fold, carries d patches to the image: parameter-free, exact.)
+    """
+
+    @staticmethod
+    def forward(ctx: Any, patches: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                feedback: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(patches, feedback)
+        ctx.has_bias = bias is not None
+        return locally_connected_product(patches, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        patches, feedback = ctx.saved_tensors
+        need_patches, need_weight, need_bias, _ = ctx.needs_input_grad
+        batch, features, positions = patches.shape
+        out_channels = grad_output.shape[1]
+        per_position_grad = grad_output.reshape(batch, out_channels, positions).permute(2, 0, 1)  # (L, N, out)
+        grad_patches = grad_weight = grad_bias = None
+        if need_patches:
+            per_position_feedback = feedback.to(grad_output.dtype).reshape(out_channels, features, positions)
+            grad_patches = torch.bmm(per_position_grad.contiguous(),
+                                     per_position_feedback.permute(2, 0, 1).contiguous())  # (L, N, F)
+            grad_patches = grad_patches.permute(1, 2, 0)
+        if need_weight:
+            grad = torch.bmm(patches.permute(2, 1, 0).contiguous(), per_position_grad.contiguous())  # (L, F, out)
+            grad_weight = grad.permute(2, 1, 0).reshape(feedback.shape)
+        if need_bias and ctx.has_bias:
+            grad_bias = grad_output.sum(0)
+        return grad_patches, grad_weight, grad_bias, None
+
+
 # ---------------------------------------------------------------------------------------------
 # feedback schemes: how B is built from W (one small class per variant)
 # ---------------------------------------------------------------------------------------------
@@ -120,12 +182,12 @@ def _uniform(shape: torch.Size, half_width: float, generator: torch.Generator) -
     return (torch.rand(shape, generator=generator) * 2.0 - 1.0) * half_width
 
 
-def _weight_scale(weight: torch.Tensor) -> float:
+def _weight_scale(layer: FeedbackLayerMixin) -> float:
     """sigma: the std of the layer's weight (its forward-init scale); 1/sqrt(3 fan_in) if W is constant."""
+    weight = layer.weight
     sigma = float(weight.detach().float().std()) if weight.numel() > 1 else 0.0
     if not math.isfinite(sigma) or sigma == 0.0:
-        fan_in = weight[0].numel()
-        sigma = 1.0 / math.sqrt(3.0 * fan_in)
+        sigma = 1.0 / math.sqrt(3.0 * layer.fan_in())
     return sigma
 
 
@@ -142,6 +204,18 @@ class FeedbackScheme:
         raise NotImplementedError
 
 
+SCHEMES: dict[str, type[FeedbackScheme]] = {}
+
+
+def register_scheme(scheme: type[FeedbackScheme]) -> type[FeedbackScheme]:
+    """Class decorator: make ``scheme`` available to :func:`convert_to_feedback_alignment` by its ``mode``."""
+    if scheme.mode in SCHEMES and SCHEMES[scheme.mode] is not scheme:
+        raise ValueError(f"feedback mode {scheme.mode!r} is registered twice")
+    SCHEMES[scheme.mode] = scheme
+    return scheme
+
+
+@register_scheme
 class RandomFeedback(FeedbackScheme):
     """FA: B fixed and random, U(-sqrt(3) sigma, sqrt(3) sigma), independent of W."""
 
@@ -149,7 +223,7 @@ class RandomFeedback(FeedbackScheme):
 
     def setup(self, layer: FeedbackLayerMixin, generator: torch.Generator, seed: int) -> None:
         weight = layer.weight
-        half_width = math.sqrt(3.0) * _weight_scale(weight)
+        half_width = math.sqrt(3.0) * _weight_scale(layer)
         layer.register_buffer("feedback_weight", _uniform(weight.shape, half_width, generator).to(
             device=weight.device, dtype=weight.dtype))
 
@@ -157,6 +231,7 @@ class RandomFeedback(FeedbackScheme):
         return layer.feedback_weight
 
 
+@register_scheme
 class UniformSignFeedback(FeedbackScheme):
     """uSF: B = sigma * sign(W), recomputed from the current W at every forward pass."""
 
@@ -164,13 +239,14 @@ class UniformSignFeedback(FeedbackScheme):
 
     def setup(self, layer: FeedbackLayerMixin, generator: torch.Generator, seed: int) -> None:
         weight = layer.weight
-        layer.register_buffer("feedback_scale", torch.tensor(_weight_scale(weight), dtype=weight.dtype,
+        layer.register_buffer("feedback_scale", torch.tensor(_weight_scale(layer), dtype=weight.dtype,
                                                              device=weight.device))
 
     def feedback(self, layer: FeedbackLayerMixin, draw: bool) -> torch.Tensor:
         return layer.weight.detach().sign() * layer.feedback_scale
 
 
+@register_scheme
 class FixedRandomSignFeedback(FeedbackScheme):
     """frSF: B = |M0| * sign(W), |M0| drawn once at conversion."""
 
@@ -178,7 +254,7 @@ class FixedRandomSignFeedback(FeedbackScheme):
 
     def setup(self, layer: FeedbackLayerMixin, generator: torch.Generator, seed: int) -> None:
         weight = layer.weight
-        half_width = math.sqrt(3.0) * _weight_scale(weight)
+        half_width = math.sqrt(3.0) * _weight_scale(layer)
         layer.register_buffer("feedback_magnitude", _uniform(weight.shape, half_width, generator).abs().to(
             device=weight.device, dtype=weight.dtype))
 
@@ -194,6 +270,7 @@ def _mix_seed(seed: int, counter: int) -> int:
     return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFF
 
 
+@register_scheme
 class RedrawnSignFeedback(FeedbackScheme):
     """brSF: B = |M_t| * sign(W), |M_t| ~ |U(-sqrt(3) sigma, sqrt(3) sigma)| redrawn every training forward.
 
@@ -205,7 +282,7 @@ class RedrawnSignFeedback(FeedbackScheme):
 
     def setup(self, layer: FeedbackLayerMixin, generator: torch.Generator, seed: int) -> None:
         weight = layer.weight
-        layer.register_buffer("feedback_scale", torch.tensor(_weight_scale(weight), dtype=weight.dtype,
+        layer.register_buffer("feedback_scale", torch.tensor(_weight_scale(layer), dtype=weight.dtype,
                                                              device=weight.device))
         layer.feedback_seed = seed
         layer.feedback_draws = 0
@@ -224,21 +301,19 @@ class RedrawnSignFeedback(FeedbackScheme):
 FEEDBACK_SEED_SALT = 0xFEEDBAC
 
 
-SCHEMES: dict[str, type[FeedbackScheme]] = {
-    scheme.mode: scheme
-    for scheme in (RandomFeedback, UniformSignFeedback, FixedRandomSignFeedback, RedrawnSignFeedback)
-}
-
-
 # ---------------------------------------------------------------------------------------------
 # converted layers
 # ---------------------------------------------------------------------------------------------
 class FeedbackLayerMixin:
-    """What the converted Linear and Conv2d share: a scheme, and a switch to the exact backward."""
+    """What the converted layers share: a scheme, and a switch to the exact backward."""
 
     feedback_scheme: FeedbackScheme
     exact_backward: bool
     weight: torch.Tensor
+
+    def fan_in(self) -> int:
+        """Inputs feeding one output unit (weight entries per output unit)."""
+        return self.weight[0].numel()
 
     def feedback_matrix(self) -> torch.Tensor:
         """The current B (same shape as ``weight``) without drawing a new one (for diagnostics)."""
@@ -305,17 +380,42 @@ class FeedbackConv2d(FeedbackLayerMixin, nn.Conv2d):
         return f"{super().extra_repr()}, feedback={self.feedback_scheme.mode}"
 
 
-CONVERSIONS: dict[type[nn.Module], type[nn.Module]] = {nn.Linear: FeedbackLinear, nn.Conv2d: FeedbackConv2d}
+class FeedbackLocallyConnected2d(FeedbackLayerMixin, LocallyConnected2d):
+    """LocallyConnected2d whose backward sends the error through a feedback tensor.  x: (N, C, H, W)."""
+
+    def fan_in(self) -> int:  # noqa: D102
+        return self.in_channels * math.prod(self.kernel_size)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if not self._uses_feedback():
+            return super().forward(inputs)
+        feedback = self.feedback_scheme.feedback(self, draw=True)  # one draw per forward, not per chunk
+
+        def product(part: torch.Tensor) -> torch.Tensor:
+            return _FeedbackLocalFunction.apply(self._unfold(part), self.weight, self.bias, feedback)
+
+        return _in_batch_chunks(product, inputs, self._local_elements(1, self.out_channels))
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"output_size={self.output_size}, feedback={self.feedback_scheme.mode}")
+
+
+#: the layers converted (exact types), and what they become
+CONVERSIONS: dict[type[nn.Module], type[nn.Module]] = {
+    nn.Linear: FeedbackLinear, nn.Conv2d: FeedbackConv2d, LocallyConnected2d: FeedbackLocallyConnected2d}
+CONVERTED_NAMES = "nn.Linear, nn.Conv2d and LocallyConnected2d"
 
 
 # ---------------------------------------------------------------------------------------------
 # conversion and helpers
 # ---------------------------------------------------------------------------------------------
 def check_convertible(model: nn.Module) -> None:
-    """Raise IncompatibleModelError unless every weight layer of ``model`` can be converted.
+    """Raise IncompatibleModelError unless every module of ``model`` is converted or known to be safe.
 
-    Convertible: exact ``nn.Linear`` / ``nn.Conv2d`` (not subclasses, whose forward may differ).
-    Layers that never send an error to their input through weights (BatchNorm, Embedding) stay exact.
+    Converted: exact ``nn.Linear`` / ``nn.Conv2d`` / ``LocallyConnected2d`` (not subclasses, whose
+    forward may differ). Kept exact: modules owning no parameter, :data:`LOCAL_PARAMETER_LAYERS`,
+    :data:`NO_INPUT_ERROR_LAYERS`. Every other module that owns a parameter is refused.
     """
     name = getattr(model, "creditlab_name", type(model).__name__)
     found = 0
@@ -324,28 +424,35 @@ def check_convertible(model: nn.Module) -> None:
         if isinstance(module, FeedbackLayerMixin):
             raise IncompatibleModelError(f"model {name!r} is already converted to feedback alignment "
                                          f"(layer {where}); convert the original model instead")
-        if isinstance(module, UNSUPPORTED_WEIGHT_LAYERS):
-            raise IncompatibleModelError(
-                f"model {name!r} has a {type(module).__name__} at {where}, whose backward pass feedback "
-                "alignment would have to replace but does not support; supported weight layers are "
-                "nn.Linear and nn.Conv2d")
-        if isinstance(module, nn.Linear | nn.Conv2d):
-            if type(module) not in CONVERSIONS:
-                raise IncompatibleModelError(
-                    f"model {name!r} has {type(module).__name__} at {where}, a subclass of "
-                    f"{type(module).__mro__[1].__name__} with a possibly different forward; only plain "
-                    "nn.Linear and nn.Conv2d are converted")
+        if type(module) in CONVERSIONS:
             found += 1
+            continue
+        owned = own_parameter_names(module)
+        if not owned or isinstance(module, LOCAL_PARAMETER_LAYERS + NO_INPUT_ERROR_LAYERS):
+            continue
+        converted_base = next((base for base in CONVERSIONS if isinstance(module, base)), None)
+        if converted_base is not None:
+            raise IncompatibleModelError(
+                f"model {name!r} has {type(module).__name__} at {where}, a subclass of "
+                f"{converted_base.__name__} with a possibly different forward; only plain {CONVERTED_NAMES} "
+                "are converted")
+        raise IncompatibleModelError(
+            f"model {name!r} has a {type(module).__name__} at {where} owning parameters "
+            f"({', '.join(owned)}); feedback alignment does not convert it and will not leave its "
+            f"backward exact. Converted: {CONVERTED_NAMES}; kept exact: modules without parameters, "
+            "normalization layers and PReLU (per-unit parameters), embeddings")
     if found == 0:
-        raise IncompatibleModelError(f"model {name!r} has no nn.Linear or nn.Conv2d layer to convert")
+        raise IncompatibleModelError(f"model {name!r} has no {CONVERTED_NAMES.replace(' and ', ' or ')} "
+                                     "layer to convert")
 
 
 def convert_to_feedback_alignment(model: nn.Module, mode: str = "fa", seed: int = 0) -> nn.Module:
-    """A deep copy of ``model`` with every nn.Linear / nn.Conv2d sending errors through feedback B.
+    """A deep copy of ``model`` whose Linear / Conv2d / locally connected layers send errors through B.
 
-    ``mode``: ``fa``, ``usf``, ``brsf`` or ``frsf`` (see the module docstring). ``seed`` fixes every
-    random feedback tensor (drawn on the CPU, so the same on every device). The original model is not
-    touched; the copy's forward pass is bit-identical to it. Weight sharing between layers is kept.
+    ``mode``: ``fa``, ``usf``, ``brsf``, ``frsf`` (see the module docstring) or another registered
+    scheme. ``seed`` fixes every random feedback tensor (drawn on the CPU, so the same on every
+    device). The original model is not touched; the copy's forward pass is bit-identical to it.
+    Weight sharing between layers is kept.
     """
     if mode not in SCHEMES:
         raise ValueError(f"unknown feedback mode {mode!r}; valid: {', '.join(SCHEMES)}")
@@ -393,11 +500,12 @@ def exact_backward(model: nn.Module) -> Iterator[nn.Module]:
 # the rules
 # ---------------------------------------------------------------------------------------------
 class FeedbackAlignmentRule(Rule):
-    """Autograd through a model whose Linear/Conv2d layers send errors back through feedback matrices."""
+    """Autograd through a model whose weight layers send errors back through feedback matrices."""
 
     mode: ClassVar[str] = ""
-    accepts = ("any model built from nn.Linear and nn.Conv2d (plus parameter-free ops, BatchNorm, "
-               "skip connections, ...): MLP, LeNet, ResNet-20, user models")
+    accepts = ("any model whose parameters are in nn.Linear, nn.Conv2d and LocallyConnected2d layers or in "
+               "normalization layers (plus parameter-free ops and skip connections): MLP, LeNet, ResNet-20, "
+               "the arelu-* nets, user models; not the vectorized vnn-* nets")
 
     def __init__(self, model: nn.Module, loss_fn: LossFn = F.cross_entropy, seed: int = 0) -> None:
         object.__setattr__(self, "seed", int(seed))  # prepare_model (called by Rule.__init__) needs it

@@ -1,0 +1,54 @@
+"""Stateful rules resume bit-identically: a run killed mid-epoch and resumed equals the uninterrupted one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from creditlab.rules.base import Rule
+from creditlab.train import train_from_names
+
+SETTINGS = {"epochs": 3, "train_limit": 1000, "test_limit": 300, "batch_size": 100, "progress": False}
+
+
+def _checkpoint(run_dir) -> dict:  # noqa: ANN001
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)
+
+
+@pytest.mark.parametrize("rule", ["brsf", "dfa", "kp"])
+def test_killed_and_resumed_run_equals_the_uninterrupted_one(rule: str, mnist_small, tmp_path, monkeypatch,
+                                                             one_thread) -> None:  # noqa: ANN001
+    """brSF's draw counter, DFA's feedback and KP's learned feedback and velocity survive the kill."""
+    options = {"model_options": {"hidden": (32, 32)}, **SETTINGS}
+    full = train_from_names(rule, "mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "full"), **options)
+
+    calls = {"n": 0}
+    original_step = Rule.step
+
+    def dying_step(self, inputs, targets):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 15:  # in the middle of the second epoch (10 steps per epoch)
+            raise KeyboardInterrupt
+        return original_step(self, inputs, targets)
+
+    monkeypatch.setattr(Rule, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_from_names(rule, "mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "cut"), **options)
+    monkeypatch.setattr(Rule, "step", original_step)
+    assert _checkpoint(tmp_path / "cut")["epoch"] == 0
+    resumed = train_from_names(rule, "mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "cut"),
+                               resume=True, **options)
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
+    full_state, cut_state = _checkpoint(tmp_path / "full"), _checkpoint(tmp_path / "cut")
+    for part in ("model", "rule"):
+        assert full_state[part].keys() == cut_state[part].keys()
+        for key, value in full_state[part].items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, cut_state[part][key]), (part, key)
+            else:
+                assert value == cut_state[part][key], (part, key)
+    state_keys = " ".join(full_state["model"]) + " " + " ".join(full_state["rule"])
+    expected = {"brsf": "_extra_state", "dfa": "feedback_matrix", "kp": "feedback_velocity"}[rule]
+    assert expected in state_keys
+    if rule == "brsf":  # 30 training forwards drew 30 magnitudes per layer
+        assert full_state["model"]["1._extra_state"]["feedback_draws"] == 30
