@@ -43,11 +43,13 @@ def random_case(seed: int, batch: int = 6, n_in: int = 12, n: int = 5, signed: b
     return times, weights, thresholds
 
 
+@pytest.mark.parametrize("time_chunk", [None, 1, 3])
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("seed", range(5))
-def test_matches_brute_force_simulation(seed: int, signed: bool) -> None:
+def test_matches_brute_force_simulation(seed: int, signed: bool, time_chunk: int | None) -> None:
+    # time_chunk: spikes integrated at a time, stopping once every neuron fired (chunks split tie groups)
     times, weights, thresholds = random_case(seed, signed=signed)
-    got = first_spikes(times, weights, thresholds)
+    got = first_spikes(times, weights, thresholds, time_chunk=time_chunk)
     want_t, want_v = brute_force(times, weights, thresholds)
     assert torch.equal(got.times, want_t)
     assert torch.equal(got.potentials, want_v)

@@ -43,6 +43,8 @@ class SpikingClassifier(nn.Module):
         self.groups = CompetitionGroups(num_classes, neurons_per_class, non_target_per_class)
         self.regulation = regulation
         self.w_min, self.w_max, self.weight_norm = float(w_min), float(w_max), bool(weight_norm)
+        #: spikes integrated at a time at inference (the simulation stops once every neuron fired)
+        self.time_chunk: int | None = 512
         n = self.groups.num_neurons
         init = torch.randn(n, num_inputs, generator=generator) * w_init_std + w_init_mean
         self.weight = nn.Parameter(init.clamp_(w_min, w_max))
@@ -51,6 +53,19 @@ class SpikingClassifier(nn.Module):
         self.register_buffer("initial_norm", self.weight.detach().abs().sum(1))
         self.register_buffer("neuron_class", self.groups.neuron_class())
         self.register_buffer("target_labelled", self.groups.is_target_labelled())
+        classes = torch.arange(num_classes).unsqueeze(1)
+        #: (C, N): the target-labelled neurons of each class (trained towards the target time, regulated)
+        self.register_buffer("own_target", (self.neuron_class == classes) & self.target_labelled, persistent=False)
+        self._groups = [torch.nonzero(row).flatten() for row in self.own_target]
+
+    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - keep the cached group indices on the device
+        result = super()._apply(fn, recurse)
+        self._groups = [torch.nonzero(row).flatten() for row in self.own_target]
+        return result
+
+    def regulated_group(self, label: int) -> torch.Tensor:
+        """Indices of the target-labelled neurons of class ``label`` (the group CR regulates)."""
+        return self._groups[label]
 
     @property
     def num_inputs(self) -> int:
@@ -68,7 +83,8 @@ class SpikingClassifier(nn.Module):
                weight: torch.Tensor | None = None) -> FirstSpikes:
         """First spikes of every neuron (test thresholds unless given)."""
         w = self.weight.detach() if weight is None else weight
-        return first_spikes(inputs, w, self.thresholds if thresholds is None else thresholds)
+        return first_spikes(inputs, w, self.thresholds if thresholds is None else thresholds,
+                            monotone=True if self.w_min >= 0 else None, time_chunk=self.time_chunk)
 
     def class_scores(self, spikes: FirstSpikes) -> torch.Tensor:
         """(B, C) scores whose argmax is the first-spike decision (see module docstring)."""
@@ -85,15 +101,15 @@ class SpikingClassifier(nn.Module):
         target-labelled neurons of that class under regulation, the test thresholds elsewhere."""
         if self.regulation == "none":
             return self.thresholds
-        use = (self.neuron_class == label) & self.target_labelled
-        return torch.where(use, self.training_thresholds, self.thresholds)
+        return torch.where(self.own_target[label], self.training_thresholds, self.thresholds)
 
-    def constrain_rows(self, weight: torch.Tensor, rows: torch.Tensor) -> None:
-        """Clip rows of ``weight`` to [w_min, w_max], then (weight_norm) rescale their L1 norms."""
-        block = weight[rows].clamp_(self.w_min, self.w_max)
+    def constrained_rows(self, block: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Rows ``rows`` of a weight matrix, ``block``, clipped to [w_min, w_max] in place, then
+        (weight_norm) rescaled to their initial L1 norms."""
+        block.clamp_(self.w_min, self.w_max)
         if self.weight_norm:
             block *= (self.initial_norm[rows] / block.abs().sum(1).clamp_min(1e-12)).unsqueeze(1)
-        weight[rows] = block
+        return block
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.class_scores(self.spikes(self.flat_times(inputs)))

@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from creditlab.rules.base import Rule, StepOutput, require
 from creditlab.spiking.classifier import SpikingClassifier, decision_error, find_classifier
-from creditlab.spiking.event_layer import FirstSpikes, SortedInputs, sort_inputs
+from creditlab.spiking.event_layer import FirstSpikes, first_spikes, sort_inputs
 from creditlab.spiking.ncg import regulate_thresholds
 from creditlab.spiking.stdp import error_modulated_additive
 
@@ -47,13 +47,16 @@ class SupervisedSTDPRule(Rule):
     fixed_optimizer: ClassVar[dict[str, Any]] = FIXED_OPTIMIZER
 
     def __init__(self, model: nn.Module, a_plus: float, a_minus: float, annealing: float = 0.98,
-                 threshold_lr: float = 0.0, threshold_annealing: float = 1.0, **kwargs: Any) -> None:
+                 threshold_lr: float = 0.0, threshold_annealing: float = 1.0, time_chunk: int | None = 1024,
+                 **kwargs: Any) -> None:
         super().__init__(model, loss_fn=decision_error, **kwargs)
         positive("a_plus", a_plus)
         if a_minus > 0:
             raise ValueError(f"a_minus is the depression rate and must be <= 0, got {a_minus}")
         if not 0 < annealing <= 1 or not 0 < threshold_annealing <= 1:
             raise ValueError("annealing factors must lie in (0, 1]")
+        if time_chunk is not None and time_chunk < 1:
+            raise ValueError(f"time_chunk must be >= 1 (or None: all spikes at once), got {time_chunk}")
         if threshold_lr < 0:
             raise ValueError(f"threshold_lr must be >= 0, got {threshold_lr}")
         self.classifier: SpikingClassifier = find_classifier(model)  # type: ignore[assignment]
@@ -65,6 +68,9 @@ class SupervisedSTDPRule(Rule):
         #: target updates per neuron this epoch (updates towards the target time on own-class samples)
         self.register_buffer("target_updates", torch.zeros(n, dtype=torch.long))
         self.register_buffer("updates", torch.zeros(n, dtype=torch.long))
+        self.register_buffer("ones", torch.ones(n, dtype=torch.long), persistent=False)
+        #: spikes integrated at a time in training (the simulation stops once every neuron fired)
+        self.time_chunk: int | None = time_chunk
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "classifier":  # the model's layer, not a submodule of the rule (see rules/base.py)
@@ -91,38 +97,44 @@ class SupervisedSTDPRule(Rule):
     def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
         clf = self.classifier
         x = self.encode(inputs)
-        sorted_all = sort_inputs(x)
+        sorted_all = sort_inputs(x)  # the time order depends on the inputs only: once per batch
+        counts = sorted_all.count.tolist()
+        rate, floor = float(self.threshold_lr), float(clf.thresholds.min())
         before = clf.weight.detach()
         weight = before.clone()
-        labels = targets.tolist()
-        scores, errors_abs = [], []
-        for b, label in enumerate(labels):
-            one = SortedInputs(sorted_all.order[b:b + 1], sorted_all.times[b:b + 1], sorted_all.active[b:b + 1],
-                               sorted_all.group_end[b:b + 1])
-            spikes = clf.spikes(one, clf.training_threshold_vector(label), weight)
-            scores.append(clf.class_scores(spikes))
-            single = FirstSpikes(spikes.times[0], spikes.potentials[0])
+        monotone = clf.w_min >= 0
+        batch, n = x.shape[0], clf.groups.num_neurons
+        times = torch.empty(batch, n, dtype=weight.dtype, device=weight.device)
+        potentials = torch.empty_like(times)
+        errors_abs = torch.zeros(batch, dtype=weight.dtype, device=weight.device)
+        updated = torch.zeros(batch, dtype=torch.bool, device=weight.device)
+        for b, label in enumerate(targets.tolist()):
+            spikes = first_spikes(sorted_all.row(b, counts[b]), weight, clf.training_threshold_vector(label),
+                                  monotone=monotone, time_chunk=self.time_chunk)
+            times[b], potentials[b] = spikes.times[0], spikes.potentials[0]
+            single = FirstSpikes(times[b], potentials[b])
             rows, post, errors, a_plus, a_minus = self.sample_update(x[b], label, single)
             if rows.numel():
-                weight[rows] += error_modulated_additive(x[b], post, errors, a_plus, a_minus)
-                clf.constrain_rows(weight, rows)
-                self.updates[rows] += 1
-                own = (clf.neuron_class[rows] == label) & clf.target_labelled[rows]
-                self.target_updates[rows[own]] += 1
-                errors_abs.append(errors.abs().mean())
-            self.regulate(label, single)
+                weight[rows] = clf.constrained_rows(
+                    weight[rows] + error_modulated_additive(x[b], post, errors, a_plus, a_minus), rows)
+                self.updates.index_add_(0, rows, self.ones[:rows.numel()])
+                own = clf.own_target[label, rows]
+                self.target_updates.index_add_(0, rows, own.long())
+                errors_abs[b] = errors.abs().mean()
+                updated[b] = True
+            self.regulate(label, single, rate, floor)
         clf.weight.grad = before - weight
-        loss = torch.stack(errors_abs).mean() if errors_abs else torch.zeros((), device=x.device)
-        return StepOutput(loss, torch.cat(scores))
+        loss = errors_abs[updated].mean() if bool(updated.any()) else torch.zeros((), device=x.device)
+        return StepOutput(loss, clf.class_scores(FirstSpikes(times, potentials)))
 
-    def regulate(self, label: int, spikes: FirstSpikes) -> None:
-        """Competition regulation of the sample's class group (CR-2 / CR-1), if the model has it."""
+    def regulate(self, label: int, spikes: FirstSpikes, rate: float, floor: float) -> None:
+        """Competition regulation of the sample's class group (CR-2 / CR-1), if the model has it,
+        at ``rate`` (this epoch's threshold_lr) with the thresholds clipped below at ``floor``."""
         clf = self.classifier
-        if clf.regulation == "none" or float(self.threshold_lr) == 0.0:
+        if clf.regulation == "none" or rate == 0.0:
             return
-        group = torch.nonzero((clf.neuron_class == label) & clf.target_labelled).flatten()
-        regulate_thresholds(clf.training_thresholds, spikes.times, spikes.potentials, group,
-                            float(self.threshold_lr), float(clf.thresholds.min()))
+        regulate_thresholds(clf.training_thresholds, spikes.times, spikes.potentials, clf.regulated_group(label),
+                            rate, floor)
 
     def forward_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.model(inputs)
