@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import torch
@@ -233,6 +234,9 @@ def fit(rule: Rule, dataset: Dataset, config: TrainConfig, callbacks: Sequence[C
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / METRICS_NAME).unlink(missing_ok=True)
 
+    fit_start = getattr(rule, "on_fit_start", None)
+    if callable(fit_start):  # the rule's phase hook (PROTOCOL_SPEC.md; FitContext until creditlab.hooks lands)
+        fit_start(SimpleNamespace(config=config, dataset=dataset, steps_per_epoch=steps_per_epoch, device=device))
     check_every = 1 if device.type == "cpu" else 25
     progress = _Progress(config.progress and is_main)
     started = time.perf_counter()

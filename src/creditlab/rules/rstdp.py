@@ -25,8 +25,10 @@ class RSTDP(SupervisedSTDPRule):
 
     def __init__(self, model: nn.Module, a_plus: float = 0.05, a_minus: float = -0.001,
                  anti_a_plus: float = -0.05, anti_a_minus: float = 0.001, dropout: float = 0.0,
-                 seed: int = 0, **kwargs: Any) -> None:
-        super().__init__(model, a_plus=a_plus, a_minus=a_minus, **kwargs)
+                 seed: int = 0, annealing: float = 0.98, threshold_lr: float = 0.0,
+                 threshold_annealing: float = 1.0, time_chunk: int | None = 1024, **kwargs: Any) -> None:
+        super().__init__(model, a_plus=a_plus, a_minus=a_minus, annealing=annealing, threshold_lr=threshold_lr,
+                         threshold_annealing=threshold_annealing, time_chunk=time_chunk, **kwargs)
         if anti_a_plus > 0 or anti_a_minus < 0:
             raise ValueError(f"anti-STDP rates need anti_a_plus <= 0 and anti_a_minus >= 0, got "
                              f"{anti_a_plus}, {anti_a_minus}")

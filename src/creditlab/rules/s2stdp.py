@@ -24,8 +24,10 @@ class _TimeTargetRule(SupervisedSTDPRule):
     ranges = False
 
     def __init__(self, model: nn.Module, t_gap: float = 0.005, a_plus: float = 0.1, a_minus: float = -0.05,
-                 **kwargs: Any) -> None:
-        super().__init__(model, a_plus=a_plus, a_minus=a_minus, **kwargs)
+                 annealing: float = 0.98, threshold_lr: float = 0.0, threshold_annealing: float = 1.0,
+                 time_chunk: int | None = 1024, **kwargs: Any) -> None:
+        super().__init__(model, a_plus=a_plus, a_minus=a_minus, annealing=annealing, threshold_lr=threshold_lr,
+                         threshold_annealing=threshold_annealing, time_chunk=time_chunk, **kwargs)
         self.t_gap = positive("t_gap", t_gap)
         if self.t_gap >= 1:
             raise ValueError(f"t_gap must be < T_max = 1, got {t_gap}")

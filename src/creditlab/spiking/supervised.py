@@ -140,6 +140,19 @@ class SupervisedSTDPRule(Rule):
         return self.model(inputs)
 
     # -- phase hooks (PROTOCOL_SPEC.md) -----------------------------------------------------------
+    def on_fit_start(self, context: Any) -> None:
+        """Before training: counts restart; a model with an unsupervised front end (``stdp-csnn``)
+        trains it on the training images first and caches the features of every split."""
+        self.updates.zero_()
+        self.target_updates.zero_()
+        prepare = getattr(self.model, "prepare", None)
+        if callable(prepare):
+            data, config = context.dataset, context.config
+            splits = [data.train_x[:config.train_limit], data.test_x[:config.test_limit]]
+            if data.val_x is not None and len(data.val_x):
+                splits.append(data.val_x)
+            prepare(*splits)
+
     def on_epoch_start(self, epoch: int) -> None:
         """CR-2: the training compartment restarts from the test thresholds; counts restart."""
         clf = self.classifier
