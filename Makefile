@@ -10,7 +10,7 @@ export CREDITLAB_DATA := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: setup test demo bench bench-quick lint report clean
+.PHONY: setup test demo bench bench-quick lint report docs clean
 
 setup: $(VENV)/.installed
 
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,docs]"
 	touch $@
 
 test: setup
@@ -33,8 +33,12 @@ bench: setup
 bench-quick: setup
 	$(VENV)/bin/creditlab bench quick && $(VENV)/bin/creditlab report results
 
+docs: setup
+	$(VENV)/bin/creditlab report results --out site-report --docs docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache site site-report docs/generated

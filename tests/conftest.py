@@ -75,9 +75,9 @@ def loss_before_and_after_steps(rule, x: torch.Tensor, y: torch.Tensor, steps: i
 def perturbed_vnn(layout: tuple, classes: int, kind_nonnegative: bool, seed: int, noise: float,
                   noise_seed: int):
     """A double-precision VNN on 2x8x8 inputs, every parameter perturbed by seeded noise, projected."""
-    from creditlab.models.vnn import build_vectorized, seeded_generator
+    from creditlab.models.vnn import build_vectorized, init_generator
 
-    net = build_vectorized((2, 8, 8), classes, layout, kind_nonnegative, seeded_generator(seed)).double()
+    net = build_vectorized((2, 8, 8), classes, layout, kind_nonnegative, init_generator(seed)).double()
     gen = torch.Generator().manual_seed(noise_seed)
     with torch.no_grad():
         for p in net.parameters():

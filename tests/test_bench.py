@@ -12,14 +12,6 @@ import yaml
 
 from creditlab.bench import perf
 from creditlab.bench.compat import natural_model
-from creditlab.bench.paper_numbers import paper_accuracy, paper_step_time_ratio
-from creditlab.bench.report import (
-    README_BEGIN,
-    README_END,
-    build_report,
-    flatten_scalars,
-    update_readme,
-)
 from creditlab.bench.runner import (
     completed_keys,
     expand_suite,
@@ -29,6 +21,10 @@ from creditlab.bench.runner import (
     train_unit_config,
 )
 from creditlab.errors import CreditlabError
+from creditlab.papers import paper_accuracy, paper_step_time_ratio
+from creditlab.report.build import build_report
+from creditlab.report.readme import README_BEGIN, README_END, update_readme
+from creditlab.report.tables import flatten_scalars
 from creditlab.results import append_record, config_key, make_record, read_records
 from creditlab.rules import RULES
 
@@ -221,9 +217,16 @@ def _fixture_store(path: Path) -> None:
     for rule, error in (("bp", 1.05), ("fa", 2.4)):
         append_record(path, make_record("reproduce", f"biotorch-mnist-lenet/{rule}", {"rule": rule},
                                         {"test_error_pct_anchor": error, "biotorch_test_error_pct": 0.91}))
-    append_record(path, make_record("reproduce", "fa-theory-loss", {"width": 3200, "paper": {"slope": -0.2}},
+    # an experiment without its own summary: the generic table, one row per dict of a list
+    append_record(path, make_record("reproduce", "fa-theory-mnist", {"width": 3200, "paper": {"slope": -0.2}},
                                     {"per_lambda": [{"lambda": 0.0, "final_alignment": {"mean": 0.0502}}],
                                      "curve": [1.0] * 50}))
+    append_record(path, make_record("reproduce", "fa-theory-loss",  # its summary: a row per lambda
+                                    {"activation": "relu", "width": 3200, "runs": 2, "steps": 5000},
+                                    {"per_lambda": [{"lambda": 0.02, "mean_loss_at": {"0": 141.0, "4999": 2.5e-3},
+                                                     "sd_loss_at": {"0": 60.0, "4999": 1e-3},
+                                                     "log10_loss_slope_second_half_per_1000_steps": -0.1,
+                                                     "final_alignment": {"mean": 0.487}}]}))
     for seed, values in ((0, [0.25, 0.2]), (1, [0.21])):  # an experiment with its own summary tables
         append_record(path, make_record("reproduce", "fa-theory-alignment",
                                         {"activation": "relu", "seed": seed, "quick": False},
@@ -242,6 +245,7 @@ def test_report_tables_and_plots(tmp_path: Path) -> None:
     assert "1.05" in text and "2.4" in text and "0.91" in text  # reproduction rows with BioTorch's number
     assert "| final_alignment.mean |" in text and "| 0 | 0.0502 |" in text  # one row per lambda
     assert "config.paper.slope (paper)" in text
+    assert "| 0.02 | 1.41e+02 ± 6.0e+01 | 2.50e-03 ± 1.0e-03 | -0.10 | 0.487 |" in text  # fa-theory-loss summary
     # fa-theory-alignment: the experiment's summary, runs of both seeds pooled beside the authors'
     assert "| 0 | 0.220±0.026 (3) / 0.220±0.051 | – / 0.136±0.043 |" in text and "| 1/1 | – |" in text
     title = "**relu: targets from a random teacher network"  # each panel's table is named above it
@@ -268,8 +272,8 @@ def test_readme_section_rewritten_between_markers(tmp_path: Path) -> None:
     text = readme.read_text()
     assert text.startswith("# creditlab\n\nintro\n\n" + README_BEGIN)
     assert text.endswith(README_END + "\n\nfooter\n")
-    assert "old numbers" not in text and "97.12" in text and read_records(store)[0]["commit"] in text
-    assert "(results/report/learning_curves.png)" in text
+    assert "old numbers" not in text and "| paper | claim | ours | paper's | status |" in text
+    assert "(results/report/report.md)" in text  # the full tables, with commit and device per row
     update_readme(readme, [store.parent], tmp_path / "results" / "report")  # idempotent
     assert readme.read_text() == text
     readme.write_text("no markers")
@@ -301,3 +305,50 @@ def test_concurrent_writers_never_interleave_record_lines(tmp_path: Path) -> Non
     assert len(lines) == 120
     assert sorted((r["writer"], r["i"]) for r in map(json.loads, lines)) == [(w, i) for w in range(3)
                                                                              for i in range(40)]
+
+
+def test_records_reader_skips_run_logs_and_lines_that_are_not_records(tmp_path: Path) -> None:
+    store = tmp_path / "results"
+    append_record(store / "a.jsonl", make_record("train", "bp/mlp/mnist", {}, {"test_accuracy": 0.9}))
+    append_record(store / "a.jsonl", {"epoch": 3, "test_accuracy": 0.8})  # not a record
+    append_record(store / "gevb" / "checkpoints" / "r" / "metrics.jsonl", {"kind": "train", "name": "x"})
+    append_record(store / "x" / "metrics.jsonl", {"epoch": 1})
+    append_record(store / "fa" / "fa-theory-mnist-progress.jsonl", {"epoch": 1})
+    assert [r["name"] for r in read_records(store)] == ["bp/mlp/mnist"]
+
+
+def test_dirty_flag_ignores_results_and_the_readme_generated_section(tmp_path: Path, monkeypatch) -> None:
+    import subprocess
+
+    from creditlab import results
+    from creditlab.report.readme import README_BEGIN, README_END
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "r.jsonl").write_text("{}\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\nintro\n{README_BEGIN}\nold\n{README_END}\nend\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(results, "_git", lambda *args: _git_in(tmp_path, *args))
+    assert not results.git_dirty()
+    (tmp_path / "results" / "r.jsonl").write_text("{}\n{}\n")  # a record appended
+    readme.write_text(f"# t\nintro\n{README_BEGIN}\nnew numbers\n{README_END}\nend\n")  # section regenerated
+    assert not results.git_dirty()
+    readme.write_text(f"# t\nintro changed\n{README_BEGIN}\nnew numbers\n{README_END}\nend\n")
+    assert results.git_dirty()
+    readme.write_text(f"# t\nintro\n{README_BEGIN}\nold\n{README_END}\nend\n")
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert results.git_dirty()
+
+
+def _git_in(root: Path, *args: str) -> str | None:
+    import subprocess
+
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -187,18 +188,29 @@ def test_run_batches_fit_cache_on_cpu_and_take_the_whole_cell_on_a_gpu() -> None
     assert runs_per_batch(relu, 200, 3, "cpu") == 3              # never more than the cell has
 
 
+def _reproduce(*args: str) -> None:
+    from typer.testing import CliRunner
+
+    from creditlab.cli import app
+
+    result = CliRunner().invoke(app, ["reproduce", *args])
+    assert result.exit_code == 0, result.output
+
+
 def test_command_line_trains_chosen_cells_and_records_them(tmp_path, monkeypatch) -> None:
     from creditlab.experiments import fa_theory
     from creditlab.results import read_records
 
-    fa_theory.main(["loss", "--activation", "relu", "--widths", "200", "--runs", "2", "--steps", "30",
-                    "--seed", "3", "--out", str(tmp_path)])
+    _reproduce("fa-theory-loss", "--opt", "activation=relu", "--opt", "widths=[200]", "--opt", "runs=2",
+               "--opt", "steps=30", "--seed", "3", "--out", str(tmp_path))
     (record,) = read_records(tmp_path / "results.jsonl")
     assert record["name"] == "fa-theory-loss" and record["config"]["seed"] == 3
+    assert record["config"]["stream"] == fa_theory.STREAM_VERSION
     assert (tmp_path / "loss_relu.png").is_file()
     calls = []
-    monkeypatch.setattr(fa_theory, "alignment_sweep", lambda ctx, *args: calls.append((ctx.seed, *args)))
-    fa_theory.main(["alignment", "--activation", "tanh", "--widths", "800,1600", "--runs", "50", "--seed", "7"])
+    monkeypatch.setattr(fa_theory, "alignment_sweep", lambda ctx, *args, **kw: calls.append((ctx.seed, *args)))
+    _reproduce("fa-theory-alignment", "--opt", "activation=tanh", "--opt", "widths=[800,1600]", "--opt", "runs=50",
+               "--seed", "7", "--out", str(tmp_path))
     assert calls == [(7, "tanh", (800, 1600), 50)]
     monkeypatch.undo()
     from creditlab.results import append_record, make_record
@@ -206,7 +218,48 @@ def test_command_line_trains_chosen_cells_and_records_them(tmp_path, monkeypatch
     append_record(tmp_path / "results.jsonl", make_record(
         "reproduce", "fa-theory-alignment", {"activation": "sigmoid", "seed": 0, "quick": False},
         {"cells": [{"width": 200, "lambda": 0.0, "ours": {"n": 2}, "alignment_values": [0.2, 0.3]}]}))
-    fa_theory.main(["figures", "--out", str(tmp_path)])  # redrawn from the records alone
+    _reproduce("fa-theory-figures", "--out", str(tmp_path))  # redrawn from the records alone
     assert (tmp_path / "alignment_sigmoid.png").is_file() and not (tmp_path / "alignment_tanh.png").exists()
-    with pytest.raises(SystemExit):
-        fa_theory.main(["alignment", "--activation", "relu"])  # no widths
+
+
+def test_relu_and_tanh_draw_different_streams_and_old_shared_cells_are_marked() -> None:
+    """Streams are keyed on the activation's name (not its length, which relu and tanh share), and
+    the pooled table marks old (version-1) cells whose streams relu and tanh shared."""
+    from creditlab.analysis.fa_theory import sample_problems
+    from creditlab.experiments.fa_theory import _generator, activation_key, alignment_summary, pooled_cells
+    from creditlab.report.render import render_markdown
+
+    relu = sample_problems(2, 5, 7, 9, "relu", "nn", _generator(0, 200, activation_key("relu")))
+    tanh = sample_problems(2, 5, 7, 9, "tanh", "nn", _generator(0, 200, activation_key("tanh")))
+    assert not torch.equal(relu.x, tanh.x) and not torch.equal(relu.feedback, tanh.feedback)
+    old_relu = sample_problems(2, 5, 7, 9, "relu", "nn", _generator(0, 200, len("relu")))
+    old_tanh = sample_problems(2, 5, 7, 9, "tanh", "nn", _generator(0, 200, len("tanh")))
+    assert torch.equal(old_relu.x, old_tanh.x)  # the defect: same numbers in both panels
+
+    def rec(activation: str, seed: int, values: list[float], stream: int | None) -> dict:
+        config = {"activation": activation, "seed": seed, "quick": False}
+        if stream is not None:
+            config["stream"] = stream
+        return {"kind": "reproduce", "name": "fa-theory-alignment", "config": config,
+                "final": {"cells": [{"width": 200, "lambda": 0.0, "ours": {"n": len(values)},
+                                     "alignment_values": values}]}}
+
+    records = [rec("relu", 0, [0.2, 0.3], None), rec("tanh", 0, [0.25, 0.3], None),
+               rec("tanh", 0, [0.2, 0.22, 0.24], 2), rec("tanh", 1, [0.3], None)]
+    (cell,) = pooled_cells(records, "tanh")
+    assert cell["ours"]["n"] == 6 and cell["seeds"] == {"0": 2, "0/s2": 3, "1": 1}  # versions pooled apart
+    assert cell["shared_stream_runs"] == 2
+    text = render_markdown(alignment_summary(records), Path("."))
+    assert "(6) ‡2 /" in text and "share their random stream with the relu panel" in text
+
+
+def test_unknown_experiment_option_is_refused_with_the_valid_ones(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from creditlab.cli import app
+
+    result = CliRunner().invoke(app, ["reproduce", "fa-theory-loss", "--opt", "width=3", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no option 'width'" in result.output and "valid: activation, runs, steps, widths" in result.output
+    result = CliRunner().invoke(app, ["reproduce", "fa-theory-loss", "--opt", "activation=gelu"])
+    assert result.exit_code == 2 and "valid: linear, relu, tanh, sigmoid" in result.output

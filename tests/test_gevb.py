@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from conftest import perturbed_vnn
-from creditlab.bench.report import render_markdown
 from creditlab.errors import IncompatibleModelError
 from creditlab.models import build_model
-from creditlab.models.vnn import build_vectorized, seeded_generator
+from creditlab.models.vnn import build_vectorized, init_generator
 from creditlab.models.vnn_layers import VecGate
+from creditlab.report.render import render_markdown
 from creditlab.rules import build_rule
 
 TINY_LAYOUTS = {
@@ -34,7 +34,7 @@ def tiny_net(kind: str, nonnegative: bool, seed: int, classes: int = 4):
 def test_gevb_matches_hand_computed_update_on_tiny_fc_net() -> None:
     """Loops over the paper's formula dW_ij = sum_b G_bi (e_b . a_bj), db_ki = sum_b G_bi e_bk."""
     k, d = 3, 4
-    net = build_vectorized((1, 2, 2), k, (("fc", 4), ("fc", 2)), True, seeded_generator(0)).double()
+    net = build_vectorized((1, 2, 2), k, (("fc", 4), ("fc", 2)), True, init_generator(0)).double()
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1), dtype=p.dtype))
@@ -251,10 +251,9 @@ def test_parallel_rows_each_run_in_their_own_process_and_share_one_table(tmp_pat
     import sys
 
     out = tmp_path / "gevb"
-    cmd = [sys.executable, "-m", "creditlab.experiments.gevb", "--dataset", "mnist", "--rows",
-           "vnn-fc:gevb+,arelu-fc:dfa+", "--seeds", "0", "--epochs", "1", "--train-limit", "128",
-           "--test-limit", "200", "--threads", "1", "--parallel", "2", "--out", str(out),
-           "--data-dir", str(data_root)]
+    cmd = [sys.executable, "-m", "creditlab", "reproduce", "gevb-mnist", "--opt", "rows=vnn-fc:gevb+,arelu-fc:dfa+",
+           "--opt", "seeds=[0]", "--opt", "epochs=1", "--opt", "train_limit=128", "--opt", "test_limit=200",
+           "--threads", "1", "--opt", "parallel=2", "--out", str(out), "--data-dir", str(data_root)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     from creditlab.results import read_records

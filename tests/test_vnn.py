@@ -17,8 +17,8 @@ from creditlab.models.vnn import (
     VectorizedNet,
     build_vectorized,
     credit_alignment_angles,
+    init_generator,
     output_error,
-    seeded_generator,
 )
 from creditlab.models.vnn_layers import AlternatingReLU, VecGate, VecInputConv2d, VecInputLinear
 from creditlab.rules import build_rule
@@ -117,7 +117,7 @@ def test_gate_scores_shortcut_matches_vector_dot(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["fc", "conv", "lc"])
 def test_on_off_init_pairs_units(kind: str) -> None:
     """At ON/OFF init (zero biases) unit 2m+1 = -(unit 2m) in every hidden layer, sharing one gate."""
-    net = build_vectorized((2, 8, 8), 5, TINY_LAYOUTS[kind], True, seeded_generator(4)).double()
+    net = build_vectorized((2, 8, 8), 5, TINY_LAYOUTS[kind], True, init_generator(4)).double()
     net.fuse_first_block = False  # keep the first gated activation in the record
     x = torch.randn(3, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     record = net.record_forward(x)

@@ -18,7 +18,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Learning rules beyond backpropagation: train, compare, reproduce, benchmark.")
 
 DISTRIBUTED_KINDS = ("allreduce", "sketch", "fetchsgd", "topk", "localtopk", "powersgd")
-REDUCER_OWNS_MOMENTUM = ("sketch", "fetchsgd", "topk", "localtopk")
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -72,6 +71,9 @@ def train(
                                                  "[default: runs/RULE-MODEL-DATA-sSEED]")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the checkpoint in --out")] = False,
     val_fraction: Annotated[float, typer.Option(help="share of training data held out for validation")] = 0.0,
+    early_stopping: Annotated[int | None, typer.Option(help="stop after N epochs without a better validation "
+                                                            "metric and keep the best epoch (needs --val-fraction)")
+                              ] = None,
     train_limit: Annotated[int | None, typer.Option(help="train on the first N examples only")] = None,
     test_limit: Annotated[int | None, typer.Option(help="test on the first N examples only")] = None,
     track_alignment: Annotated[bool, typer.Option(help="log per-layer alignment with the true gradient")] = False,
@@ -102,10 +104,11 @@ def train(
         raise _fail(str(exc)) from exc
     rank, world_size = 0, 1
     reducer_factory = None
+    requirements: tuple[Any, ...] = ()
     if distributed is not None:
         if distributed not in DISTRIBUTED_KINDS:
             raise _fail(f"unknown --distributed {distributed!r}; valid: {', '.join(DISTRIBUTED_KINDS)}")
-        from creditlab.distributed import build_reducer, init_distributed
+        from creditlab.distributed import build_reducer, init_distributed, reducer_requirement
 
         try:
             rank, world_size = init_distributed(None if device == "cpu" else "nccl", timeout_s=dist_timeout)
@@ -115,26 +118,20 @@ def train(
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
 
         # SketchedSGD, FetchSGD and the top-k reducers keep their own momentum and error accumulation
-        # (Ivkin et al. Alg. 3): --momentum goes to the reducer and the optimizer is plain SGD.
-        reducer_momentum = momentum
-        if distributed in REDUCER_OWNS_MOMENTUM:
-            if optimizer not in (None, "sgd"):
-                raise _fail(f"--distributed {distributed} applies momentum itself and needs --optimizer sgd "
-                            f"(got {optimizer})")
+        # (Ivkin et al. Alg. 3): their OptimizerRequirement fixes plain SGD with momentum 0 and a
+        # plain-SGD default lr; --momentum goes to the reducer.
+        requirement = reducer_requirement(distributed)
+        reducer_momentum = None
+        if requirement is not None:
             reducer_momentum = 0.9 if momentum is None else momentum
-            optimizer, momentum = "sgd", 0.0
+            momentum = None
+            requirements = (requirement,)
 
         def reducer_factory(learner: Any, config: Any) -> Any:
-            reducer = build_reducer(distributed, learner.model, sketch_rows=sketch_rows, sketch_cols=sketch_cols,
-                                    k=topk, momentum=config.momentum if reducer_momentum is None
-                                    else reducer_momentum, lr=config.lr, seed=config.seed,
-                                    powersgd_rank=powersgd_rank)
-            required = getattr(reducer, "required_optimizer", lambda: None)()
-            for key, value in (required or {}).items():
-                if getattr(config, key) != value:
-                    raise ValueError(f"--distributed {distributed} needs --{key.replace('_', '-')} {value} "
-                                     f"(got {getattr(config, key)})")
-            return reducer
+            return build_reducer(distributed, learner.model, sketch_rows=sketch_rows, sketch_cols=sketch_cols,
+                                 k=topk, momentum=config.momentum if reducer_momentum is None
+                                 else reducer_momentum, lr=config.lr, seed=config.seed,
+                                 powersgd_rank=powersgd_rank)
 
     model_options = _parse_options(model_opt, "--model-opt")
     if mixed_sign:
@@ -151,6 +148,7 @@ def train(
         summary = train_from_names(
             rule, model, data, data_dir=data_dir, rule_options=_parse_options(rule_opt, "--rule-opt"),
             model_options=model_options, callback_factory=callback_factory, reducer_factory=reducer_factory,
+            requirements=requirements, early_stopping=early_stopping,
             epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
             weight_decay=weight_decay, schedule=schedule, augment=augment, device=device, seed=seed,
             out_dir=run_dir, resume=resume, val_fraction=val_fraction, train_limit=train_limit,
@@ -259,25 +257,40 @@ def demo(
 @app.command()
 def reproduce(
     name: Annotated[str | None, typer.Argument(help="experiment name (see --list)")] = None,
-    list_: Annotated[bool, typer.Option("--list", help="list the paper experiments")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="list the paper experiments and their options")] = False,
     quick: Annotated[bool, typer.Option(help="reduced run of the same code path (smoke check)")] = False,
+    opt: Annotated[list[str] | None, typer.Option(help="experiment option KEY=VALUE (repeatable; "
+                                                       "`--list` shows each experiment's)")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     out: Annotated[str | None, typer.Option(help="output directory [default: runs/reproduce/NAME]")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
     seed: Annotated[int, typer.Option(help="base seed")] = 0,
+    threads: Annotated[int | None, typer.Option(help="torch intra-op threads [default: torch's]")] = None,
 ) -> None:
     """Run one paper's experiment: results records and figures in --out."""
-    from creditlab.experiments import ExperimentContext, load_all
+    from creditlab.experiments import ExperimentContext, load_all, resolve_options
 
     registry = load_all()
     if list_ or name is None:
         for exp_name in registry.names():
-            typer.echo(f"{exp_name:28s} {registry.get(exp_name).description}")
+            experiment = registry.get(exp_name)
+            typer.echo(f"{exp_name:28s} {experiment.description}")
+            for key, option in experiment.options.items():
+                typer.echo(f"{'':30s}--opt {key}=...  {option.help}")
         return
+    if name not in registry:
+        raise _fail(f"unknown experiment {name!r}; valid: {', '.join(registry.names())}")
+    if threads is not None:
+        if threads < 1:
+            raise _fail(f"--threads must be a positive integer (got {threads})")
+        import torch
+
+        torch.set_num_threads(threads)
+    experiment = registry.get(name)
     try:
-        experiment = registry.get(name)
+        options = resolve_options(experiment, _parse_options(opt, "--opt"))
         ctx = ExperimentContext(quick=quick, device=device, out_dir=Path(out or f"runs/reproduce/{name}"),
-                                data_dir=data_dir, seed=seed)
+                                data_dir=data_dir, seed=seed, options=options)
         records = experiment.run(ctx)
     except DivergenceError as exc:
         raise _fail(str(exc), code=3) from exc
@@ -312,18 +325,26 @@ def report(
     out: Annotated[str, typer.Option(help="output directory for the report and PNGs")] = "results/report",
     readme: Annotated[str | None, typer.Option(help="also rewrite this README's results section (between "
                                                     "the results:begin/end comment markers)")] = None,
+    docs: Annotated[str | None, typer.Option(help="also write the documentation's generated sections into "
+                                                  "DOCS/generated (paper and rule pages include them)")] = None,
 ) -> None:
-    """Tables and plots from results records; with --readme, the README's generated results section."""
-    from creditlab.bench.report import build_report, update_readme
+    """Tables and plots from results records; with --readme, the README's generated results section;
+    with --docs, the documentation's generated sections."""
+    from creditlab.report.build import build_report
+    from creditlab.report.docs import write_docs_sections
+    from creditlab.report.readme import update_readme
 
     paths = [Path(p) for p in (results or ["results"])]
     try:
         path = build_report(paths, Path(out), format_)
         if readme:
             update_readme(Path(readme), paths, Path(out))
+        if docs:
+            write_docs_sections(paths, Path(docs))
     except CreditlabError as exc:
         raise _fail(str(exc)) from exc
-    typer.echo(f"report written to {path}" + (f"; results section of {readme} rewritten" if readme else ""))
+    typer.echo(f"report written to {path}" + (f"; results section of {readme} rewritten" if readme else "")
+               + (f"; generated sections of {docs} written" if docs else ""))
 
 
 def main() -> None:

@@ -43,10 +43,35 @@ def git_commit() -> str:
     return _git("rev-parse", "--short=10", "HEAD") or "unknown"
 
 
+#: tracked paths whose changes do not make a checkout dirty: the results store (appending a record
+#: must not mark the next one) and the README's generated section (see :func:`git_dirty`)
+RESULTS_PATHS = ("results",)
+README = "README.md"
+
+
 def git_dirty() -> bool:
-    """True when the checkout has uncommitted changes to tracked files."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return bool(status)
+    """True when the checkout has uncommitted changes to tracked files that can change a result.
+
+    Changes under ``results/`` are ignored (the store itself, written by the runs), and so is a
+    README.md whose only changes are inside its generated results section (rewritten by
+    ``creditlab report --readme``).
+    """
+    top = _git("rev-parse", "--show-toplevel")
+    if top is None:
+        return False
+    excluded = [f":(exclude){path}" for path in (*RESULTS_PATHS, README)]
+    if _git("-C", top, "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded):
+        return True
+    if not _git("-C", top, "status", "--porcelain", "--untracked-files=no", "--", README):
+        return False
+    from creditlab.report.readme import without_generated_section
+
+    committed = _git("-C", top, "show", f"HEAD:{README}")
+    try:
+        current = (Path(top) / README).read_text(encoding="utf-8")
+    except OSError:
+        return True
+    return committed is None or without_generated_section(committed) != without_generated_section(current.strip())
 
 
 def versions() -> dict[str, str]:
@@ -118,13 +143,36 @@ def device_type(device: str) -> str:
     return "cuda" if str(device).startswith("cuda") else "cpu"
 
 
+RECORD_KINDS = ("train", "reproduce", "perf")
+#: JSON-lines files under a results directory that are not record files: a run's per-epoch log
+#: (``metrics.jsonl``, e.g. in ``checkpoints/``) and an experiment's progress log
+NOT_RECORD_FILES = ("metrics.jsonl",)
+NOT_RECORD_SUFFIX = "-progress.jsonl"
+NOT_RECORD_DIRS = ("checkpoints",)
+
+
+def is_record(value: Any) -> bool:
+    """A results record: a JSON object with a known ``kind`` and a ``name``."""
+    return isinstance(value, dict) and value.get("kind") in RECORD_KINDS and "name" in value
+
+
+def record_files(directory: str | os.PathLike) -> list[Path]:
+    """The record files in a results directory: ``*.jsonl`` below it, except run logs (``metrics.jsonl``,
+    ``*-progress.jsonl``) and anything inside a ``checkpoints`` folder."""
+    root = Path(directory)
+    return [f for f in sorted(root.rglob("*.jsonl"))
+            if f.name not in NOT_RECORD_FILES and not f.name.endswith(NOT_RECORD_SUFFIX)
+            and not any(part in NOT_RECORD_DIRS for part in f.relative_to(root).parts[:-1])]
+
+
 def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-    """All records in one or more JSON-lines files or directories (``*.jsonl`` inside); bad lines skipped."""
+    """All records in one or more JSON-lines files or directories (:func:`record_files` inside); lines
+    that are not records (:func:`is_record`) or are cut short are skipped."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     files: list[Path] = []
     for p in map(Path, paths):
-        files += sorted(p.rglob("*.jsonl")) if p.is_dir() else [p]
+        files += record_files(p) if p.is_dir() else [p]
     records: list[dict[str, Any]] = []
     for file in files:
         if not file.is_file():
@@ -134,9 +182,11 @@ def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
             if not line:
                 continue
             try:
-                records.append(json.loads(line))
+                value = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by an interruption
+            if is_record(value):
+                records.append(value)
     return records
 
 

@@ -15,18 +15,23 @@ true gradient g = ``rule.true_gradients(...)[name]`` (autograd with exact transp
 Undefined values (a zero vector) are ``nan``. Measuring does not disturb training: ``.grad``, the
 global RNG states, the model's state dict (BatchNorm statistics, brSF draw counters) and the rule's
 state dict are restored afterwards, so a run with measurements follows the same trajectory.
+
+A rule without a true gradient (``has_true_gradient = False``: spiking and STDP rules) is refused
+with a CreditlabError, by :func:`measure_alignment` and by :class:`AlignmentTracker` before training.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
+
+from creditlab.checkpoint import clone_state
+from creditlab.hooks import TrainerHook
 
 if TYPE_CHECKING:  # rules import the angle helpers below
     from creditlab.rules.base import Rule
@@ -80,11 +85,6 @@ def compare_updates(updates: dict[str, torch.Tensor], true_gradients: dict[str, 
             for name, update in updates.items() if name in true_gradients}
 
 
-def _clone_state(state: dict[str, Any]) -> dict[str, Any]:
-    return {key: (value.detach().clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value))
-            for key, value in state.items()}
-
-
 def _rng_states() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     cuda_in_use = torch.cuda.is_available() and torch.cuda.is_initialized()
     cuda = torch.cuda.get_rng_state_all() if cuda_in_use else None
@@ -105,8 +105,8 @@ def preserved_training_state(rule: Rule) -> Iterator[None]:
     model: nn.Module = rule.model
     grads = {name: (None if p.grad is None else p.grad.detach().clone())
              for name, p in model.named_parameters()}
-    model_state = _clone_state(model.state_dict())
-    rule_state = _clone_state(rule.state_dict())
+    model_state = clone_state(model.state_dict())
+    rule_state = clone_state(rule.state_dict())
     modes = {module: module.training for module in model.modules()}
     rng = _rng_states()
     model.train()
@@ -129,7 +129,11 @@ def measure_alignment(rule: Rule, inputs: torch.Tensor, targets: torch.Tensor) -
     inputs: (batch, *input_shape) on the model's device; targets: (batch,) class indices. The rule's
     update and the true gradient see the same batch and the same random draws (dropout masks), with the
     model in training mode (BatchNorm on batch statistics), whatever mode the caller left it in.
+    Raises CreditlabError for a rule without a true gradient.
     """
+    from creditlab.rules.base import require_true_gradient
+
+    require_true_gradient(rule)
     with preserved_training_state(rule):
         rng_before = _rng_states()
         rule.step(inputs, targets)
@@ -152,8 +156,8 @@ def measure_alignment(rule: Rule, inputs: torch.Tensor, targets: torch.Tensor) -
     return metrics
 
 
-class AlignmentTracker:
-    """Trainer callback: the alignment metrics on a fixed batch at the end of every ``every``-th epoch.
+class AlignmentTracker(TrainerHook):
+    """Trainer hook: the alignment metrics on a fixed batch at the end of every ``every``-th epoch.
 
     inputs: (batch, *input_shape), targets: (batch,); moved to the model's device when measured.
     """
@@ -165,6 +169,12 @@ class AlignmentTracker:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         self.inputs, self.targets, self.every = inputs, targets, every
+
+    def on_fit_start(self, rule: Rule, context: Any) -> None:
+        """Refuse, before any training, a rule that has no true gradient to compare with."""
+        from creditlab.rules.base import require_true_gradient
+
+        require_true_gradient(rule)
 
     def on_epoch_end(self, rule: Rule, epoch: int) -> dict[str, Any]:
         """{"alignment": {parameter name: {metric: value}}} every ``every`` epochs, else {}."""

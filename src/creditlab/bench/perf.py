@@ -96,7 +96,8 @@ def build_contenders(model_name: str, rules: Sequence[str], device: str, seed: i
     """A Contender per rule, each on its own deep copy of one seeded initial model.
 
     Returns (contenders, unavailable) where ``unavailable`` maps a rule that refuses the model to the
-    reason it gave. The optimizer is the model's default one (``train.config_for``).
+    reason it gave. The optimizer is the model's default one (``train.config_for``), as the rule's
+    optimizer requirement (if any) adjusts it.
     """
     from creditlab.train import config_for, make_optimizer
 
@@ -104,7 +105,6 @@ def build_contenders(model_name: str, rules: Sequence[str], device: str, seed: i
     spec = DATASETS.get(entry.default_dataset)
     torch.manual_seed(seed)
     base = build_model(model_name, spec.image_shape, spec.num_classes, **(model_options or {})).to(device)
-    config = config_for(model_name, device=device)
     contenders: dict[str, Contender] = {}
     unavailable: dict[str, str] = {}
     for name in rules:
@@ -114,6 +114,7 @@ def build_contenders(model_name: str, rules: Sequence[str], device: str, seed: i
         except IncompatibleModelError as error:
             unavailable[name] = str(error)
             continue
+        config = config_for(model_name, (RULES.get(name).optimizer_requirement,), device=device)
         optimizer = make_optimizer(config, [p for p in rule.model.parameters() if p.requires_grad])
         contenders[name] = Contender(name, rule, optimizer)
     return contenders, unavailable

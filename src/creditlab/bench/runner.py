@@ -219,10 +219,12 @@ def train_unit_config(rule: str, model: str, dataset: str, settings: dict[str, A
                       ) -> dict[str, Any]:
     """The full configuration of a training run (the record's ``config``): names, every TrainConfig field
     from the model's defaults plus ``settings``, options, and whether alignment is tracked."""
+    from creditlab.rules import RULES
     from creditlab.train import config_for
 
     try:
-        train_config = config_for(model, **{**settings, "device": device, "seed": seed})
+        train_config = config_for(model, (RULES.get(rule).optimizer_requirement,),
+                                  **{**settings, "device": device, "seed": seed})
     except TypeError as error:
         raise CreditlabError(f"{rule}/{model}: {error}") from error
     train_config.validate()

@@ -14,6 +14,7 @@ from creditlab.data.formats import read_cifar_binary, read_idx
 from creditlab.data.specs import DATASETS, DatasetSpec
 from creditlab.data.store import load_files
 from creditlab.errors import DatasetError
+from creditlab.tasks import CLASSIFICATION, Task
 
 NORMALIZATIONS = ("standard", "unit", "symmetric")
 
@@ -22,8 +23,9 @@ NORMALIZATIONS = ("standard", "unit", "symmetric")
 class Dataset:
     """Train / validation / test tensors on one device.
 
-    Images are float32 ``(N, C, H, W)``; labels int64 ``(N,)``. ``val_x`` is empty when no
-    validation split was requested.
+    Images are float32 ``(N, C, H, W)``; targets are what ``task`` scores: int64 class indices ``(N,)``
+    for classification (the registered image datasets), float ``(N,)`` or ``(N, dims)`` for
+    regression. ``val_x`` is empty when no validation split was requested.
     """
 
     spec: DatasetSpec
@@ -33,6 +35,7 @@ class Dataset:
     val_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    task: Task = CLASSIFICATION
 
     @property
     def name(self) -> str:
@@ -50,12 +53,12 @@ class Dataset:
         """The same dataset on another device."""
         moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "val_x", "val_y",
                                                            "test_x", "test_y")}
-        return Dataset(spec=self.spec, **moved)
+        return Dataset(spec=self.spec, **moved, task=self.task)
 
     def subset(self, train: int | None = None, test: int | None = None) -> Dataset:
         """The first ``train`` training and ``test`` test examples (for quick runs and tests)."""
         return Dataset(self.spec, self.train_x[:train], self.train_y[:train], self.val_x, self.val_y,
-                       self.test_x[:test], self.test_y[:test])
+                       self.test_x[:test], self.test_y[:test], self.task)
 
 
 def _raw_arrays(spec: DatasetSpec, data_dir: str | os.PathLike | None, allow_download: bool

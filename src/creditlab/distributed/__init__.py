@@ -22,8 +22,11 @@ powersgd    PyTorch's PowerSGD hook: rank-r factors up and down        any
 
 Reducers that keep momentum and error themselves (sketch, fetchsgd, topk, localtopk) take
 ``momentum`` as *their* momentum; the optimizer must then be plain SGD with momentum 0 and the usual
-lr (it computes ``w ← w − lr·update``, the lr placement of the reference SketchedSGD code). The
-trainer enforces this with ``reducer.required_optimizer()`` / ``reducer.check_optimizer(opt)``.
+lr (it computes ``w ← w − lr·update``, the lr placement of the reference SketchedSGD code). Each
+says so with its ``optimizer_requirement`` (:class:`creditlab.optim.OptimizerRequirement`, the same
+mechanism rules use; :func:`reducer_requirement` looks it up by kind before the reducer exists):
+``config_for`` fixes the optimizer, uses a plain-SGD lr unless ``--lr`` is given, and refuses a
+conflicting ``--optimizer``; ``fit`` checks it again.
 """
 
 from __future__ import annotations
@@ -36,8 +39,19 @@ from creditlab.distributed.countsketch import CountSketch
 from creditlab.distributed.fetchsgd import FetchSGD
 from creditlab.distributed.reducer import GradientReducer
 from creditlab.distributed.sketched_sgd import SketchedSGD
+from creditlab.optim import OptimizerRequirement
 
 REDUCER_KINDS = ("allreduce", "sketch", "fetchsgd", "topk", "localtopk", "powersgd")
+_REDUCER_CLASSES: dict[str, type[GradientReducer]] = {
+    "allreduce": AllReduce, "sketch": SketchedSGD, "fetchsgd": FetchSGD, "topk": TrueTopK,
+    "localtopk": LocalTopK, "powersgd": PowerSGD}
+
+
+def reducer_requirement(kind: str) -> OptimizerRequirement | None:
+    """The optimizer requirement of reducer ``kind`` (None: any optimizer); ValueError for an unknown kind."""
+    if kind not in _REDUCER_CLASSES:
+        raise ValueError(f"unknown --distributed {kind!r}; valid: {', '.join(REDUCER_KINDS)}")
+    return _REDUCER_CLASSES[kind].optimizer_requirement
 
 
 def build_reducer(kind: str, model: nn.Module, *, sketch_rows: int = 5, sketch_cols: int = 500_000,
@@ -76,4 +90,4 @@ def build_reducer(kind: str, model: nn.Module, *, sketch_rows: int = 5, sketch_c
 
 __all__ = ["REDUCER_KINDS", "AllReduce", "CountSketch", "DistributedError", "FetchSGD", "GradientReducer",
            "LocalTopK", "PowerSGD", "SketchedSGD", "Traffic", "TrueTopK", "build_reducer", "init_distributed",
-           "world"]
+           "reducer_requirement", "world"]

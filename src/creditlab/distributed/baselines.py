@@ -18,7 +18,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as powersg
 
 from creditlab.distributed.comm import all_gather, all_reduce_sum, collective
 from creditlab.distributed.reducer import GradientReducer
-from creditlab.distributed.sketched_sgd import LocalErrorFeedback
+from creditlab.distributed.sketched_sgd import LocalErrorFeedback, reducer_optimizer_requirement
 
 
 class AllReduce(GradientReducer):
@@ -49,6 +49,7 @@ class TrueTopK(_ErrorFeedbackTopK):
     """Top-k of the *summed* error accumulators: every worker sends v densely, receives k values."""
 
     kind = "topk"
+    optimizer_requirement = reducer_optimizer_requirement(kind)
 
     def reduce(self, compressed: torch.Tensor, exact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """All-reduce v, take the global top-k, zero u and v there on every rank."""
@@ -73,6 +74,7 @@ class LocalTopK(_ErrorFeedbackTopK):
     """
 
     kind = "localtopk"
+    optimizer_requirement = reducer_optimizer_requirement(kind)
 
     def reduce(self, compressed: torch.Tensor, exact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """All-gather (indices, values) of every rank's local top-k and sum them."""

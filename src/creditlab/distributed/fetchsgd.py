@@ -37,6 +37,7 @@ class FetchSGD(GradientReducer):
     """One-round sketched all-reduce with momentum and error feedback in sketch space."""
 
     kind = "fetchsgd"
+    optimizer_requirement = reducer_optimizer_requirement(kind)
 
     def __init__(self, model: nn.Module, rows: int, cols: int, k: int, momentum: float = 0.9, seed: int = 0,
                  **options: Any) -> None:
@@ -71,10 +72,6 @@ class FetchSGD(GradientReducer):
                             received_values=self.k + self.exact_dimension,
                             dimension=self.dimension + self.exact_dimension, index_values=self.k)
         return update, self.exact_momentum.clone()
-
-    def required_optimizer(self) -> dict[str, Any]:
-        """Plain SGD, momentum 0 (see :func:`reducer_optimizer_requirement`)."""
-        return reducer_optimizer_requirement()
 
     def buffers(self) -> dict[str, torch.Tensor]:
         """Sketch-space momentum and error, and the exact group's momentum (identical on every rank)."""

@@ -26,6 +26,7 @@ from creditlab.distributed.comm import (
     collective,
     world,
 )
+from creditlab.optim import OptimizerRequirement
 
 
 def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -44,6 +45,8 @@ class GradientReducer:
     """
 
     kind: ClassVar[str] = ""
+    #: optimizer settings the reducer needs (None: any optimizer), applied by ``config_for``
+    optimizer_requirement: ClassVar[OptimizerRequirement | None] = None
 
     def __init__(self, model: nn.Module, compress_matrices_only: bool = True,
                  sync_initial_parameters: bool = True, check_every: int = 500) -> None:
@@ -88,8 +91,8 @@ class GradientReducer:
         raise NotImplementedError
 
     def required_optimizer(self) -> dict[str, Any] | None:
-        """Optimizer settings this reducer needs (``None``: any optimizer). See :meth:`check_optimizer`."""
-        return None
+        """The fixed settings of :attr:`optimizer_requirement` (``None``: any optimizer)."""
+        return dict(self.optimizer_requirement.fixed) if self.optimizer_requirement is not None else None
 
     def check_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Raise ValueError, saying what to change, when ``optimizer`` violates :meth:`required_optimizer`."""

@@ -4,11 +4,16 @@ Each experiment module defines a function decorated with :func:`register_experim
 
     @register_experiment("fa-theory-alignment", "Song et al. 2021: cos(beta, b) vs width")
     def run(ctx: ExperimentContext) -> list[dict]:
-        ...  # ctx.quick, ctx.device, ctx.out_dir, ctx.data_dir, ctx.seed
+        ...  # ctx.quick, ctx.device, ctx.out_dir, ctx.data_dir, ctx.seed, ctx.options
         rec = make_record("reproduce", "fa-theory-alignment", config, final)
         ctx.record(rec)         # appends to ctx.out_dir/results.jsonl
         ctx.figure(fig, "alignment_vs_width")   # saves ctx.out_dir/alignment_vs_width.png
         return [rec]
+
+An experiment may take options (``creditlab reproduce NAME --opt KEY=VALUE``, values parsed as YAML
+scalars or lists), declared with their defaults: ``register_experiment(name, description,
+options={"widths": ExperimentOption(None, "widths p, e.g. [800,1600]")})``; the run reads
+``ctx.options["widths"]``. Unknown keys are refused with the valid ones listed (:func:`resolve_options`).
 
 ``quick=True`` must run the same code path on a reduced problem in about two minutes on 2 CPU
 cores; its numbers are smoke checks, never quoted as results.
@@ -22,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from creditlab.errors import CreditlabError
 from creditlab.registry import Registry, import_submodules
 from creditlab.results import append_record
 
 if TYPE_CHECKING:
-    from creditlab.bench.report import Table
+    from creditlab.report.headline import Headline
+    from creditlab.report.render import Table
 
 
 @dataclass
@@ -38,6 +45,7 @@ class ExperimentContext:
     out_dir: Path = field(default_factory=lambda: Path("runs/reproduce"))
     data_dir: str | os.PathLike | None = None
     seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
 
     def record(self, record: dict[str, Any]) -> None:
         """Append a results record to ``out_dir/results.jsonl``."""
@@ -54,33 +62,74 @@ class ExperimentContext:
         return path
 
 
-#: records -> the report's tables for an experiment (``creditlab.bench.report.Table``)
+#: records -> the report's tables for an experiment (``creditlab.report.render.Table``)
 Summary = Callable[[list[dict[str, Any]]], list["Table"]]
 
 
 @dataclass(frozen=True)
+class ExperimentOption:
+    """One option of an experiment: its default (used when ``--opt`` does not set it) and a help line."""
+
+    default: Any
+    help: str
+
+
+@dataclass(frozen=True)
 class Experiment:
-    """A registered reproduction; ``summary(records)``, where given, is how the report shows its records."""
+    """A registered reproduction; ``summary(records)``, where given, is how the report shows its records;
+    ``options`` are the keys ``--opt`` may set."""
 
     name: str
     description: str
     run: Callable[[ExperimentContext], list[dict[str, Any]]]
     summary: Summary | None = None
+    options: dict[str, ExperimentOption] = field(default_factory=dict)
+
+
+def resolve_options(experiment: Experiment, given: dict[str, Any]) -> dict[str, Any]:
+    """Every option of ``experiment``: the defaults, overridden by ``given``; CreditlabError naming the
+    valid keys for a key the experiment does not have."""
+    unknown = sorted(set(given) - set(experiment.options))
+    if unknown:
+        valid = ", ".join(sorted(experiment.options)) or "(none: this experiment takes no options)"
+        raise CreditlabError(f"experiment {experiment.name!r} has no option {', '.join(map(repr, unknown))}; "
+                             f"valid: {valid}")
+    return {key: given.get(key, option.default) for key, option in experiment.options.items()}
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 
-def register_experiment(name: str, description: str, summary: Summary | None = None
-                        ) -> Callable[[Callable[[ExperimentContext], list[dict[str, Any]]]],
-                                      Callable[[ExperimentContext], list[dict[str, Any]]]]:
-    """Decorator registering ``run(ctx) -> records`` as the experiment ``name``; ``summary(records)``
-    turns its records into the report's tables (default: the report's generic per-record tables)."""
+Run = Callable[[ExperimentContext], list[dict[str, Any]]]
 
-    def decorator(run: Callable[[ExperimentContext], list[dict[str, Any]]]
-                  ) -> Callable[[ExperimentContext], list[dict[str, Any]]]:
-        EXPERIMENTS.register(name)(Experiment(name, description, run, summary))
+
+def register_experiment(name: str, description: str, summary: Summary | None = None,
+                        options: dict[str, ExperimentOption] | None = None) -> Callable[[Run], Run]:
+    """Decorator registering ``run(ctx) -> records`` as the experiment ``name``; ``summary(records)``
+    turns its records into the report's tables (default: the report's generic per-record tables);
+    ``options`` are the keys ``--opt KEY=VALUE`` may set (``ctx.options``)."""
+
+    def decorator(run: Run) -> Run:
+        EXPERIMENTS.register(name)(Experiment(name, description, run, summary, dict(options or {})))
         return run
+
+    return decorator
+
+
+#: records -> the README's rows for a paper's claims (``creditlab.report.headline.Headline``)
+HeadlineFn = Callable[[list[dict[str, Any]]], list["Headline"]]
+
+#: (order, name) -> headline function; the README lists papers by ``order``
+HEADLINES: dict[tuple[int, str], HeadlineFn] = {}
+
+
+def register_headline(name: str, order: int) -> Callable[[HeadlineFn], HeadlineFn]:
+    """Decorator registering ``headline(records) -> [Headline, ...]``: a paper's claims for README's
+    results table, computed from every record (rows a paper's records do not hold yet are left out)."""
+
+    def decorator(fn: HeadlineFn) -> HeadlineFn:
+        HEADLINES[(order, name)] = fn
+        return fn
 
     return decorator
 
@@ -91,4 +140,5 @@ def load_all() -> Registry[Experiment]:
     return EXPERIMENTS
 
 
-__all__ = ["EXPERIMENTS", "Experiment", "ExperimentContext", "Summary", "load_all", "register_experiment"]
+__all__ = ["EXPERIMENTS", "HEADLINES", "Experiment", "ExperimentContext", "ExperimentOption", "HeadlineFn",
+           "Summary", "load_all", "register_experiment", "register_headline", "resolve_options"]

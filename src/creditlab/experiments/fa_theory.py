@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -33,84 +34,33 @@ from creditlab.analysis.fa_theory import (
     summarize,
     train_in_batches,
 )
-from creditlab.bench.report import Table
-from creditlab.experiments import ExperimentContext, register_experiment
+from creditlab.errors import CreditlabError
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
+from creditlab.papers import PaperValue
+from creditlab.papers.song2021 import ALIGNMENT as AUTHOR_ALIGNMENT
+from creditlab.papers.song2021 import MNIST_ACCURACY as AUTHOR_MNIST_ACCURACY
+from creditlab.report.headline import Headline
+from creditlab.report.render import Table
 from creditlab.results import append_record, make_record, read_records
 
-# activation -> lambda -> width -> (mean, sd, runs) of cos(beta, b), from the authors' v6 CSVs.
-AUTHOR_ALIGNMENT: dict[str, dict[float, dict[int, tuple[float, float, int]]]] = {
-    "linear": {
-        0.0: {200: (0.2062, 0.0679, 50), 400: (0.1194, 0.0475, 50), 800: (0.059, 0.0328, 50),
-              1600: (0.0309, 0.0249, 50), 3200: (0.0121, 0.0177, 50), 6400: (0.009, 0.0122, 50),
-              12800: (0.0039, 0.0089, 50)},
-        0.2: {200: (0.7904, 0.0268, 50), 400: (0.7741, 0.0297, 50), 800: (0.7568, 0.0311, 50),
-              1600: (0.7379, 0.0322, 50), 3200: (0.7134, 0.0389, 50), 6400: (0.657, 0.0857, 50),
-              12800: (0.5512, 0.133, 50)},
-        0.3: {200: (0.867, 0.0189, 50), 400: (0.8612, 0.0134, 50), 800: (0.8538, 0.0199, 50),
-              1600: (0.8356, 0.0219, 50), 3200: (0.8181, 0.021, 50), 6400: (0.7994, 0.0304, 50),
-              12800: (0.7704, 0.0489, 50)},
-        0.5: {200: (0.9198, 0.0142, 50), 400: (0.9195, 0.0126, 50), 800: (0.9134, 0.0082, 50),
-              1600: (0.9043, 0.0114, 50), 3200: (0.8953, 0.0107, 50), 6400: (0.8818, 0.0139, 50),
-              12800: (0.8661, 0.0175, 50)},
-    },
-    "relu": {
-        0.0: {200: (0.2199, 0.0515, 50), 400: (0.1358, 0.0434, 50), 800: (0.0727, 0.0269, 50),
-              1600: (0.043, 0.0222, 50), 3200: (0.0221, 0.0189, 50), 6400: (0.0095, 0.0134, 50),
-              12800: (0.0057, 0.008, 50)},
-        0.02: {200: (0.4013, 0.0573, 50), 400: (0.3813, 0.0452, 50), 800: (0.411, 0.0411, 50),
-               1600: (0.4429, 0.0397, 50), 3200: (0.4929, 0.0272, 50), 6400: (0.5067, 0.0341, 50),
-               12800: (0.5134, 0.031, 50)},
-        0.05: {200: (0.6821, 0.0478, 50), 400: (0.6707, 0.0433, 50), 800: (0.687, 0.0343, 50),
-               1600: (0.7104, 0.0288, 50), 3200: (0.7187, 0.0259, 50), 6400: (0.7195, 0.0221, 50),
-               12800: (0.7212, 0.0284, 50)},
-        0.2: {200: (0.8582, 0.0615, 50), 400: (0.857, 0.0487, 50), 800: (0.8602, 0.0448, 50),
-              1600: (0.8518, 0.0473, 50), 3200: (0.8463, 0.0405, 50), 6400: (0.84, 0.0416, 50),
-              12800: (0.8461, 0.0425, 50)},
-    },
-    "tanh": {
-        0.0: {200: (0.2602, 0.0553, 50), 400: (0.1735, 0.041, 50), 800: (0.1117, 0.0339, 50),
-              1600: (0.0756, 0.0221, 50), 3200: (0.0498, 0.0159, 50), 6400: (0.0301, 0.0103, 50),
-              12800: (0.0199, 0.0083, 50)},
-        0.001: {200: (0.3278, 0.0711, 50), 400: (0.2594, 0.0435, 50), 800: (0.2281, 0.0332, 50),
-                1600: (0.2172, 0.0303, 50), 3200: (0.2583, 0.0274, 50), 6400: (0.3222, 0.0224, 50),
-                12800: (0.3965, 0.0237, 50)},
-        0.002: {200: (0.3715, 0.048, 50), 400: (0.3714, 0.0418, 50), 800: (0.3917, 0.0354, 50),
-                1600: (0.4337, 0.029, 50), 3200: (0.4667, 0.0243, 50), 6400: (0.4754, 0.0213, 50),
-                12800: (0.4885, 0.0205, 50)},
-        0.005: {200: (0.5172, 0.0461, 50), 400: (0.5212, 0.0354, 50), 800: (0.5229, 0.0249, 50),
-                1600: (0.5393, 0.022, 50), 3200: (0.5335, 0.0195, 50), 6400: (0.531, 0.0182, 50),
-                12800: (0.5323, 0.018, 50)},
-    },
-    "sigmoid": {
-        0.0: {200: (0.2645, 0.0434, 50), 400: (0.1645, 0.0396, 50), 800: (0.112, 0.0295, 50),
-              1600: (0.0704, 0.0205, 50), 3200: (0.0392, 0.0152, 50), 6400: (0.0235, 0.0114, 50),
-              12800: (0.0142, 0.0079, 50)},
-        0.001: {200: (0.3173, 0.05, 50), 400: (0.2477, 0.0379, 50), 800: (0.2236, 0.0379, 50),
-                1600: (0.2128, 0.0314, 50), 3200: (0.2509, 0.033, 50), 6400: (0.3288, 0.0325, 50),
-                12800: (0.4061, 0.0275, 50)},
-        0.003: {200: (0.4828, 0.0565, 50), 400: (0.4811, 0.0448, 50), 800: (0.5205, 0.0389, 50),
-                1600: (0.5559, 0.0347, 50), 3200: (0.5735, 0.032, 50), 6400: (0.5772, 0.0271, 50),
-                12800: (0.5827, 0.0249, 50)},
-        0.01: {200: (0.6708, 0.0438, 50), 400: (0.656, 0.0504, 50), 800: (0.6526, 0.0408, 50),
-               1600: (0.6461, 0.0425, 50), 3200: (0.6459, 0.0424, 50), 6400: (0.6452, 0.0413, 50),
-               12800: (0.6425, 0.0334, 50)},
-    },
-}
-
-# lambda -> epoch -> (mean, sd) test accuracy over 10 jobs (authors' df_mnist_performance_2l_v6).
-AUTHOR_MNIST_ACCURACY: dict[float, dict[int, tuple[float, float]]] = {
-    0.0: {1: (0.1526, 0.0317), 2: (0.218, 0.0354), 3: (0.2857, 0.0329), 5: (0.398, 0.0225),
-          10: (0.559, 0.0144), 20: (0.6878, 0.0089), 30: (0.7433, 0.0087), 50: (0.7942, 0.0061),
-          100: (0.8396, 0.0036), 150: (0.8588, 0.0026), 200: (0.8707, 0.0024), 300: (0.8851, 0.0019)},
-    0.1: {1: (0.1557, 0.0322), 2: (0.2324, 0.0352), 3: (0.3167, 0.0308), 5: (0.4605, 0.0175),
-          10: (0.6672, 0.0105), 20: (0.8374, 0.0038), 30: (0.8942, 0.0026), 50: (0.9055, 0.0023),
-          100: (0.9079, 0.002), 150: (0.9106, 0.0018), 200: (0.9126, 0.0017), 300: (0.9162, 0.0017)},
-    0.3: {1: (0.1631, 0.033), 2: (0.2689, 0.0347), 3: (0.3936, 0.023), 5: (0.6026, 0.0148),
-          10: (0.854, 0.004), 20: (0.8832, 0.0016), 30: (0.8844, 0.0018), 50: (0.8876, 0.0019),
-          100: (0.8931, 0.0022), 150: (0.8981, 0.0019), 200: (0.9013, 0.0017), 300: (0.906, 0.0007)},
-}
-
 PANEL_ACTIVATIONS = ("relu", "linear", "tanh")   # the paper's three alignment panels
+
+
+#: version of the random streams of the alignment and loss sweeps, stored in each record's config as
+#: ``stream``. 1 (records without the key): keyed on ``len(activation)``, so relu and tanh (4 letters)
+#: drew identical inputs, teachers and initial weights at the same seed and width. 2: keyed on the
+#: activation's name (:func:`activation_key`).
+STREAM_VERSION = 2
+
+
+def activation_key(activation: str) -> int:
+    """A stable integer for an activation's name (CRC-32 of its UTF-8), a part of its random streams."""
+    return zlib.crc32(activation.encode("utf-8"))
+
+
+def stream_version(record: dict[str, Any]) -> int:
+    """The random-stream version a sweep record was drawn with (1 for records written before the key)."""
+    return int((record.get("config") or {}).get("stream", 1))
 
 
 def _generator(seed: int, *parts: int) -> torch.Generator:
@@ -129,8 +79,8 @@ def _authors_comparison(activation: str, lam: float, width: int, ours: dict[str,
     theirs = AUTHOR_ALIGNMENT[activation].get(lam, {}).get(width)
     if theirs is None:
         return {}
-    return {"authors": {"mean": theirs[0], "sd": theirs[1], "n": theirs[2]},
-            "within_2sd_of_authors": abs(ours["mean"] - theirs[0]) <= 2 * theirs[1]}
+    return {"authors": {"mean": theirs.value, "sd": theirs.sd, "n": theirs.runs},
+            "within_2sd_of_authors": abs(ours["mean"] - theirs.value) <= 2 * theirs.sd}
 
 
 def alignment_sweep(ctx: ExperimentContext, activation: str, widths: tuple[int, ...],
@@ -148,7 +98,7 @@ def alignment_sweep(ctx: ExperimentContext, activation: str, widths: tuple[int, 
     start = time.perf_counter()
     cells = []
     for width in widths:
-        cell = run_width(setting, width, runs_at[width], _generator(ctx.seed, width, len(activation)),
+        cell = run_width(setting, width, runs_at[width], _generator(ctx.seed, width, activation_key(activation)),
                          device=ctx.device)
         for i, lam in enumerate(cell.lambdas):
             ours = summarize(cell.alignment[i])
@@ -168,7 +118,7 @@ def alignment_sweep(ctx: ExperimentContext, activation: str, widths: tuple[int, 
     config = {"activation": activation, "data": setting.data, "step_size": setting.step_size,
               "lambdas": list(setting.lambdas), "n": setting.n, "d": setting.d, "widths": list(widths),
               "runs": runs_at, "base_steps": setting.base_steps, "check_every": setting.check_every,
-              "plateau_tol": setting.plateau_tol, "seed": ctx.seed, "quick": ctx.quick}
+              "plateau_tol": setting.plateau_tol, "seed": ctx.seed, "quick": ctx.quick, "stream": STREAM_VERSION}
     final = {"cells": cells, "cells_compared": len(compared), "cells_within_2sd": int(sum(compared))}
     record = make_record("reproduce", name, config, final, wall_time_s=time.perf_counter() - start,
                          device=ctx.device)
@@ -191,33 +141,52 @@ def recorded_cells(path: Any, activation: str, quick: bool = False) -> list[dict
     return pooled_cells(read_records(path), activation, quick)
 
 
+def _stream_partners(activation: str) -> list[str]:
+    """Activations whose version-1 streams were those of ``activation`` (same name length)."""
+    return [other for other in AUTHOR_SETTINGS if other != activation and len(other) == len(activation)]
+
+
+def _alignment_records(records: list[dict[str, Any]], activation: str, quick: bool) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("name") == "fa-theory-alignment"
+            and (r.get("config") or {}).get("activation") == activation
+            and bool((r.get("config") or {}).get("quick")) == quick]
+
+
 def pooled_cells(records: list[dict[str, Any]], activation: str, quick: bool = False) -> list[dict[str, Any]]:
     """Every (width, lambda) cell of ``activation`` in the alignment records, with the runs of every seed
     pooled.
 
     Cells are run one width at a time and a few runs at a time (the wide ones take hours), so a cell's
-    runs may sit in several records. Runs with different seeds are independent draws and are pooled
-    (``seeds`` lists them); of several records with the same seed (which may repeat the same runs) the
-    one with the most runs counts, then the latest. The pooled mean is compared with the authors'.
+    runs may sit in several records. Runs with different seeds, or of different stream versions
+    (:data:`STREAM_VERSION`), are independent draws and are pooled (``seeds`` lists them: ``"7"`` for
+    version 1, ``"7/s2"`` for version 2); of several records with the same seed and version (which may
+    repeat the same runs) the one with the most runs counts, then the latest. The pooled mean is
+    compared with the authors'. ``shared_stream_runs`` counts the cell's version-1 runs whose seed and
+    width also have a version-1 record of a :func:`_stream_partners` activation: those runs drew the same
+    random numbers as the partner panel's.
     """
-    per_seed: dict[tuple[int, float], dict[int, dict[str, Any]]] = {}
-    for record in records:
-        config = record.get("config", {})
-        if (record.get("name") != "fa-theory-alignment" or config.get("activation") != activation
-                or bool(config.get("quick")) != quick):
-            continue
-        seed = int(config.get("seed", 0))
+    partner_draws = {(int(r["config"].get("seed", 0)), cell["width"])
+                     for other in _stream_partners(activation)
+                     for r in _alignment_records(records, other, quick) if stream_version(r) == 1
+                     for cell in r.get("final", {}).get("cells", [])}
+    per_draw: dict[tuple[int, float], dict[tuple[int, int], dict[str, Any]]] = {}
+    for record in _alignment_records(records, activation, quick):
+        draw = (stream_version(record), int(record["config"].get("seed", 0)))
         for cell in record.get("final", {}).get("cells", []):
-            seeds = per_seed.setdefault((cell["width"], cell["lambda"]), {})
-            if seed not in seeds or cell["ours"]["n"] >= seeds[seed]["ours"]["n"]:
-                seeds[seed] = cell
+            draws = per_draw.setdefault((cell["width"], cell["lambda"]), {})
+            if draw not in draws or cell["ours"]["n"] >= draws[draw]["ours"]["n"]:
+                draws[draw] = cell
     pooled = []
-    for (width, lam), seeds in sorted(per_seed.items()):
-        values = [v for seed in sorted(seeds) for v in seeds[seed]["alignment_values"]]
+    for (width, lam), draws in sorted(per_draw.items()):
+        order = sorted(draws, key=lambda d: (d[1], d[0]))
+        values = [v for draw in order for v in draws[draw]["alignment_values"]]
         ours = summarize(torch.tensor(values, dtype=torch.float64))
+        shared = sum(draws[d]["ours"]["n"] for d in order if d[0] == 1 and (d[1], width) in partner_draws)
         pooled.append({"activation": activation, "lambda": lam, "width": width, "ours": ours,
                        "alignment_values": values,
-                       "seeds": {str(seed): seeds[seed]["ours"]["n"] for seed in sorted(seeds)},
+                       "seeds": {(str(seed) if version == 1 else f"{seed}/s{version}"):
+                                 draws[(version, seed)]["ours"]["n"] for version, seed in order},
+                       "shared_stream_runs": shared,
                        **_authors_comparison(activation, lam, width, ours)})
     return pooled
 
@@ -232,7 +201,7 @@ def alignment_summary(records: list[dict[str, Any]]) -> list[Table]:
             continue
         authors = AUTHOR_ALIGNMENT[activation]
         widths = sorted({w for by_width in authors.values() for w in by_width} | {w for w, _ in cells})
-        rows = []
+        rows, marked = [], False
         for lam in sorted({lam for _, lam in cells} | set(authors)):
             row, compared, within, z_scores = [f"{lam:g}"], 0, 0, []
             for width in widths:
@@ -241,20 +210,31 @@ def alignment_summary(records: list[dict[str, Any]]) -> list[Table]:
                 if cell is not None:
                     o = cell["ours"]
                     ours = f"{o['mean']:.3f}" + (f"±{o['sd']:.3f}" if o["n"] > 1 else "") + f" ({o['n']})"
+                    if cell["shared_stream_runs"]:
+                        ours += f" ‡{cell['shared_stream_runs']}"
+                        marked = True
                     if "within_2sd_of_authors" in cell:
                         compared += 1
                         within += cell["within_2sd_of_authors"]
                         ours += "" if cell["within_2sd_of_authors"] else " ✗"
                     if theirs is not None and o["n"] >= 10:
-                        z_scores.append(abs(o["mean"] - theirs[0])
-                                        / math.sqrt(o["sd"] ** 2 / o["n"] + theirs[1] ** 2 / theirs[2]))
-                row.append(ours + (f" / {theirs[0]:.3f}±{theirs[1]:.3f}" if theirs else ""))
+                        z_scores.append(abs(o["mean"] - theirs.value)
+                                        / math.sqrt(o["sd"] ** 2 / o["n"] + theirs.sd ** 2 / theirs.runs))
+                row.append(ours + (f" / {theirs.value:.3f}±{theirs.sd:.3f}" if theirs else ""))
             rows.append([*row, f"{within}/{compared}", f"{max(z_scores):.1f}" if z_scores else "–"])
         note = ("cos(β, b) at the end of training; each cell ours mean±sd (runs, all seeds "
                 "pooled) / the authors' mean±sd over 50 runs; ✗: our mean is more than two of their sd away. "
                 "max |z|: the largest difference of the two means in standard errors, "
                 "(ours - theirs) / sqrt(sd_o²/n_o + sd_a²/n_a), over this row's cells with at least 10 runs.")
-        tables.append(Table(["λ", *[f"p = {w}" for w in widths], "within 2 sd", "max |z|"], rows, [note],
+        notes = [note]
+        if marked:
+            notes.append(f"‡k: k of the cell's runs share their random stream with the "
+                         f"{' and '.join(_stream_partners(activation))} panel's runs at the same seed and width "
+                         "(records before stream version 2 keyed the streams on the length of the activation's "
+                         "name): identical inputs, teachers, initial weights and feedback where both records have "
+                         "the same number of runs, else the inputs of the first runs. Within this panel they are "
+                         "independent draws and are pooled; the panels are not independent in these cells.")
+        tables.append(Table(["λ", *[f"p = {w}" for w in widths], "within 2 sd", "max |z|"], rows, notes,
                             title=f"{activation}: {_DATA_NAMES[AUTHOR_SETTINGS[activation].data]}"))
     return tables
 
@@ -277,7 +257,7 @@ def _alignment_figure(activation: str, cells: list[dict[str, Any]]) -> Any:
         theirs = AUTHOR_ALIGNMENT[activation].get(lam, {})
         if theirs:
             tw = sorted(theirs)
-            ax.errorbar(tw, [theirs[w][0] for w in tw], yerr=[theirs[w][1] for w in tw], color=color,
+            ax.errorbar(tw, [theirs[w].value for w in tw], yerr=[theirs[w].sd for w in tw], color=color,
                         linestyle="--", alpha=0.45, capsize=2, label=f"λ={lam:g} (authors)")
     ax.set_xscale("log")
     ax.set_xlabel("hidden width p")
@@ -292,7 +272,7 @@ def loss_curves(ctx: ExperimentContext, activation: str, width: int, runs: int, 
     """Training loss of FA at one width for every lambda (fixed step count, no plateau rule)."""
     setting = AUTHOR_SETTINGS[activation]
     lambdas = tuple(float(v) for v in setting.lambdas)
-    gen = _generator(ctx.seed, width, 7 + len(activation))
+    gen = _generator(ctx.seed, width, 7, activation_key(activation))
     total = len(lambdas) * runs
     lam = torch.tensor(lambdas).repeat_interleave(runs)
     chunk = runs_per_batch(setting, width, total, ctx.device)
@@ -321,7 +301,7 @@ def loss_curves(ctx: ExperimentContext, activation: str, width: int, runs: int, 
               flush=True)
     config = {"activation": activation, "data": setting.data, "step_size": setting.step_size,
               "lambdas": list(lambdas), "n": setting.n, "d": setting.d, "width": width, "runs": runs,
-              "steps": steps, "seed": ctx.seed, "quick": ctx.quick}
+              "steps": steps, "seed": ctx.seed, "quick": ctx.quick, "stream": STREAM_VERSION}
     stride = max(1, steps // 500)
     curves = {f"{lam_value:g}": log_loss[i].mean(0)[::stride].tolist() for i, lam_value in enumerate(lambdas)}
     record = make_record("reproduce", "fa-theory-loss", config,
@@ -362,26 +342,122 @@ def _loss_figure(activation: str, lambdas: tuple[float, ...], history: torch.Ten
     return fig
 
 
-@register_experiment("fa-theory-alignment", "Song, Xu & Lafferty 2021: cos(beta, b) vs width, per lambda",
-                     summary=alignment_summary)
+def _activations(value: Any, option: str = "activation") -> list[str]:
+    """The ``activation`` option as a list of names (one name or a list); CreditlabError if unknown."""
+    names = [value] if isinstance(value, str) else list(value)
+    unknown = [name for name in names if name not in AUTHOR_SETTINGS]
+    if unknown or not names:
+        raise CreditlabError(f"--opt {option}={value!r}: unknown activation; valid: {', '.join(AUTHOR_SETTINGS)}")
+    return names
+
+
+def _widths(value: Any) -> tuple[int, ...]:
+    """The ``widths`` option (one width or a list) as positive ints; CreditlabError otherwise."""
+    widths = (value,) if isinstance(value, int) else tuple(value)
+    if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+        raise CreditlabError(f"--opt widths={value!r}: expected a positive width or a list, e.g. [800,1600]")
+    return widths
+
+
+def _positive(value: Any, option: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise CreditlabError(f"--opt {option}={value!r}: expected a positive integer")
+    return value
+
+
+ACTIVATION_HELP = ("activation(s) to run, one of " + ", ".join(AUTHOR_SETTINGS)
+                   + " or a list [default: the paper's panels relu, linear, tanh; quick: relu]")
+
+
+@register_experiment(
+    "fa-theory-alignment", "Song, Xu & Lafferty 2021: cos(beta, b) vs width, per lambda",
+    summary=alignment_summary,
+    options={"activation": ExperimentOption(None, ACTIVATION_HELP),
+             "widths": ExperimentOption(None, "widths p, e.g. [800,1600] [default: the authors' 200..12800; "
+                                              "quick: [200]]"),
+             "runs": ExperimentOption(None, "runs per (width, lambda) [default: 50; quick: 2]")})
 def run_alignment(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Full: ReLU, linear and tanh panels, p = 200..12800, 50 runs per (p, lambda) (the authors' protocol;
     on one CPU core the linear panel took 36 minutes, while the ReLU panel is about 12 core-hours and
     tanh more: a GPU job, ``--device cuda``).
-    Quick: ReLU, p in {200, 400}, 2 runs, a 500-step base budget (smoke check only)."""
-    if ctx.quick:
-        return [alignment_sweep(ctx, "relu", (200, 400), 2, base_steps=500)]
-    return [alignment_sweep(ctx, act, AUTHOR_SETTINGS[act].widths, AUTHOR_SETTINGS[act].runs)
-            for act in PANEL_ACTIVATIONS]
+    Quick: ReLU, p = 200, 2 runs, a 500-step base budget (smoke check only).
+
+    Chosen cells, added run by run (a different ``--seed`` gives independent runs; every record is
+    pooled into one table and figure)::
+
+        creditlab reproduce fa-theory-alignment --opt activation=relu --opt widths=[800,1600] \
+            --opt runs=50 --seed 7 --threads 1 --out results/fa_theory
+    """
+    options = ctx.options
+    default = ["relu"] if ctx.quick else list(PANEL_ACTIVATIONS)
+    activations = _activations(options.get("activation") or default)
+    records = []
+    for activation in activations:
+        setting = AUTHOR_SETTINGS[activation]
+        widths = _widths(options["widths"]) if options.get("widths") is not None else (
+            (200,) if ctx.quick else setting.widths)
+        runs = _positive(options["runs"], "runs") if options.get("runs") is not None else (
+            2 if ctx.quick else setting.runs)
+        records.append(alignment_sweep(ctx, activation, widths, runs, base_steps=500 if ctx.quick else None))
+    return records
 
 
-@register_experiment("fa-theory-loss", "Song, Xu & Lafferty 2021: FA training loss vs step at p = 3200")
+def loss_summary(records: list[dict[str, Any]]) -> list[Table]:
+    """One table per loss record (activation, width, runs): the mean training loss (± sd over runs) at
+    the recorded steps, the slope of log10 loss over the second half, and the final alignment, per λ."""
+    tables = []
+    records = [r for r in records if (r.get("final") or {}).get("per_lambda") and "activation" in r.get("config", {})]
+    for record in sorted(records, key=lambda r: (r["config"]["activation"], r["config"]["width"])):
+        config, per_lambda = record["config"], record["final"]["per_lambda"]
+        runs = int(config.get("runs", 1))
+        steps = list(per_lambda[0]["mean_loss_at"]) if per_lambda else []
+        rows = []
+        for cell in per_lambda:
+            losses = [f"{cell['mean_loss_at'][s]:.2e}" + (f" ± {cell['sd_loss_at'][s]:.1e}" if runs > 1 else "")
+                      for s in steps]
+            alignment = cell["final_alignment"]
+            rows.append([f"{cell['lambda']:g}", *losses, f"{cell['log10_loss_slope_second_half_per_1000_steps']:.2f}",
+                         f"{alignment['mean']:.3f}"])
+        title = (f"{config['activation']}, p = {config['width']}, {runs} run{'s' if runs > 1 else ''}, "
+                 f"{config.get('steps')} steps")
+        tables.append(Table(["λ", *[f"loss at step {s}" for s in steps], "log10 loss slope / 1000 steps",
+                             "final cos(β, b)"], rows, title=title))
+    if tables:
+        tables[-1].notes.append("Mean training MSE over runs (± sd where there are several runs); the slope is a "
+                                "least-squares fit over the second half of training. The curves: "
+                                "`results/fa_theory/loss_ACTIVATION.png`.")
+    return tables
+
+
+@register_experiment(
+    "fa-theory-loss", "Song, Xu & Lafferty 2021: FA training loss vs step at p = 3200", summary=loss_summary,
+    options={"activation": ExperimentOption(None, ACTIVATION_HELP),
+             "widths": ExperimentOption(None, "widths p [default: [3200]; quick: [400]]"),
+             "runs": ExperimentOption(None, "runs per lambda [default: 50; quick: 3]"),
+             "steps": ExperimentOption(None, "steps per run [default: 5000; quick: 1000]")})
 def run_loss(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Full: p = 3200, 50 runs per lambda, 5000 steps, ReLU, linear and tanh. Quick: ReLU, p = 400, 3 runs,
-    1000 steps."""
-    if ctx.quick:
-        return [loss_curves(ctx, "relu", 400, 3, 1000)]
-    return [loss_curves(ctx, act, 3200, 50, 5000) for act in PANEL_ACTIVATIONS]
+    1000 steps. E.g. ``creditlab reproduce fa-theory-loss --opt activation=tanh --opt widths=[3200]``."""
+    options = ctx.options
+    activations = _activations(options.get("activation") or (["relu"] if ctx.quick else list(PANEL_ACTIVATIONS)))
+    widths = _widths(options["widths"]) if options.get("widths") is not None else ((400,) if ctx.quick else (3200,))
+    runs = _positive(options["runs"], "runs") if options.get("runs") is not None else (3 if ctx.quick else 50)
+    steps = _positive(options["steps"], "steps") if options.get("steps") is not None else (
+        1000 if ctx.quick else 5000)
+    return [loss_curves(ctx, activation, width, runs, steps) for activation in activations for width in widths]
+
+
+@register_experiment(
+    "fa-theory-figures", "Song, Xu & Lafferty 2021: redraw the alignment figures from the records in --out",
+    options={"activation": ExperimentOption(None, "activation(s) to redraw [default: every one recorded]")})
+def run_figures(ctx: ExperimentContext) -> list[dict[str, Any]]:
+    """Redraw ``alignment_<activation>.png`` in ``--out`` from every recorded cell there (no training;
+    no records). E.g. ``creditlab reproduce fa-theory-figures --out results/fa_theory``."""
+    chosen = ctx.options.get("activation")
+    for activation in _activations(chosen) if chosen else list(AUTHOR_SETTINGS):
+        if (path := draw_alignment_figure(ctx, activation)) is not None:
+            print(f"wrote {path}")
+    return []
 
 
 def mnist_experiment(ctx: ExperimentContext, epochs: int, width: int = 1000, lr: float = 1e-2,
@@ -430,9 +506,9 @@ def mnist_experiment(ctx: ExperimentContext, epochs: int, width: int = 1000, lr:
     final = {label: history[-1][label] for label in labels}
     final["epochs_completed"] = epochs
     final["authors_test_accuracy_at_this_epoch"] = {
-        f"FA λ={lam:g}": AUTHOR_MNIST_ACCURACY.get(lam, {}).get(epochs) for lam in lambdas}
-    final["authors_test_accuracy_300_epochs"] = {f"FA λ={lam:g}": AUTHOR_MNIST_ACCURACY.get(lam, {}).get(300)
-                                                 for lam in lambdas}
+        f"FA λ={lam:g}": _mean_sd(AUTHOR_MNIST_ACCURACY.get(lam, {}).get(epochs)) for lam in lambdas}
+    final["authors_test_accuracy_300_epochs"] = {
+        f"FA λ={lam:g}": _mean_sd(AUTHOR_MNIST_ACCURACY.get(lam, {}).get(300)) for lam in lambdas}
     config = {"width": width, "lr": lr, "batch_size": batch_size, "epochs": epochs, "lambdas": list(lambdas),
               "normalization": "standard (0.1307, 0.3081)", "loss": "cross-entropy (log-softmax + NLL)",
               "init": "N(0,1) W, beta, B; no biases; 1/sqrt(p) readout", "train_subset": train_subset,
@@ -442,6 +518,11 @@ def mnist_experiment(ctx: ExperimentContext, epochs: int, width: int = 1000, lr:
     ctx.record(record)
     ctx.figure(_mnist_figure(history, labels, lambdas), "mnist" + ("_quick" if ctx.quick else ""))
     return record
+
+
+def _mean_sd(value: PaperValue | None) -> tuple[float | None, float | None] | None:
+    """(mean, sd) of an authors' number, as the records store it."""
+    return None if value is None else (value.value, value.sd)
 
 
 def _mnist_figure(history: list[dict[str, Any]], labels: list[str], lambdas: tuple[float, ...]) -> Any:
@@ -460,8 +541,8 @@ def _mnist_figure(history: list[dict[str, Any]], labels: list[str], lambdas: tup
     for lam, color in zip(lambdas, colors, strict=False):
         points = {e: v for e, v in AUTHOR_MNIST_ACCURACY.get(lam, {}).items() if e <= max(epochs)}
         if points:
-            axes[0].errorbar(list(points), [v[0] for v in points.values()],
-                             yerr=[v[1] for v in points.values()],
+            axes[0].errorbar(list(points), [v.value for v in points.values()],
+                             yerr=[v.sd for v in points.values()],
                              color=color, marker="x", linestyle="none", label=f"authors λ={lam:g}")
     for ax, title in zip(axes, ("test accuracy", "weight alignment cos(B, β)",
                                 "error-signal alignment mean cos(eB, eβ)"), strict=True):
@@ -471,58 +552,44 @@ def _mnist_figure(history: list[dict[str, Any]], labels: list[str], lambdas: tup
     return fig
 
 
-@register_experiment("fa-theory-mnist", "Song, Xu & Lafferty 2021: MNIST 784-1000-10 FA with readout decay")
+@register_experiment(
+    "fa-theory-mnist", "Song, Xu & Lafferty 2021: MNIST 784-1000-10 FA with readout decay",
+    options={"epochs": ExperimentOption(None, "epochs [default: 300; quick: 1]"),
+             "train_subset": ExperimentOption(None, "train on the first N images [default: all 60k; quick: 3000]")})
 def run_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Full: 300 epochs, SGD lr 1e-2, batch 600 (the authors' schedule; hours on 2 CPU cores). Quick: 1 epoch
-    on 12k training images."""
-    if ctx.quick:
-        return [mnist_experiment(ctx, epochs=1, train_subset=12000)]
-    return [mnist_experiment(ctx, epochs=300)]
+    on 3k training images."""
+    options = ctx.options
+    epochs = _positive(options["epochs"], "epochs") if options.get("epochs") is not None else (1 if ctx.quick else 300)
+    subset = options.get("train_subset")
+    subset = _positive(subset, "train_subset") if subset is not None else (3000 if ctx.quick else None)
+    return [mnist_experiment(ctx, epochs=epochs, train_subset=subset)]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Train chosen cells of the FA-theory sweeps from the command line, e.g. 50 runs at two widths::
-
-        python -m creditlab.experiments.fa_theory alignment --activation relu --widths 800,1600 \\
-            --runs 50 --seed 7 --threads 1 --out results/fa_theory
-        python -m creditlab.experiments.fa_theory loss --activation tanh --widths 3200 --runs 50
-        python -m creditlab.experiments.fa_theory figures --out results/fa_theory
-
-    Each call appends its records to ``<out>/results.jsonl`` and redraws the figure from every recorded
-    cell, so cells can be added run by run (a different ``--seed`` gives independent runs).
-    """
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m creditlab.experiments.fa_theory",
-                                     description="Train cells of the FA-theory sweeps (Song, Xu & Lafferty).")
-    parser.add_argument("kind", choices=("alignment", "loss", "figures"),
-                        help="figures: redraw the alignment figures from the records in --out")
-    parser.add_argument("--activation", choices=sorted(AUTHOR_SETTINGS))
-    parser.add_argument("--widths", help="comma-separated widths p, e.g. 800,1600")
-    parser.add_argument("--runs", type=int, default=50, help="runs per (width, lambda)")
-    parser.add_argument("--steps", type=int, default=5000, help="loss curves: steps per run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    parser.add_argument("--out", default="runs/reproduce")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    ctx = ExperimentContext(device=args.device, out_dir=Path(args.out), seed=args.seed)
-    if args.kind == "figures":
-        for activation in [args.activation] if args.activation else sorted(AUTHOR_SETTINGS):
-            if (path := draw_alignment_figure(ctx, activation)) is not None:
-                print(f"wrote {path}")
-        return
-    if not args.activation or not args.widths:
-        parser.error(f"{args.kind} needs --activation and --widths")
-    widths = tuple(int(w) for w in args.widths.split(","))
-    if args.kind == "alignment":
-        alignment_sweep(ctx, args.activation, widths, args.runs)
-    else:
-        for width in widths:
-            loss_curves(ctx, args.activation, width, args.runs, args.steps)
-
-
-if __name__ == "__main__":
-    main()
+@register_headline("fa-theory", order=20)
+def fa_theory_headline(records: list[dict[str, Any]]) -> list[Headline]:
+    """One row per alignment panel (cells within two of the authors' sd, runs behind them) and the MNIST run."""
+    rows = []
+    for activation in AUTHOR_SETTINGS:
+        cells = [c for c in pooled_cells(records, activation) if "within_2sd_of_authors" in c]
+        if not cells:
+            continue
+        within = sum(c["within_2sd_of_authors"] for c in cells)
+        full = sum(c["ours"]["n"] >= 50 for c in cells)
+        runs = sorted(c["ours"]["n"] for c in cells)
+        rows.append(Headline(
+            "Song, Xu & Lafferty 2021", f"alignment cos(β, b) vs width and λ, {activation} panel",
+            f"{within} of {len(cells)} cells within 2 sd of the authors' means", "50-run means per cell",
+            "verified", f"{full} of {len(cells)} cells at ≥ 50 runs (fewest {runs[0]})", "docs/papers/fa-theory.md"))
+    mnist = [r for r in records if r.get("name") == "fa-theory-mnist" and not (r.get("config") or {}).get("quick")]
+    if mnist:
+        final, config = mnist[-1]["final"], mnist[-1]["config"]
+        labels = [label for label in final.get("authors_test_accuracy_300_epochs", {}) if label in final]
+        authors = final["authors_test_accuracy_300_epochs"]
+        rows.append(Headline(
+            "Song, Xu & Lafferty 2021", "MNIST 784-1000-10 test accuracy (%), FA with readout decay λ",
+            ", ".join(f"{label} {100 * final[label]['test_accuracy']:.2f}" for label in labels),
+            ", ".join(f"{label} {100 * authors[label][0]:.2f}" for label in labels), "verified",
+            f"{final.get('epochs_completed')} of 300 epochs, seed {config.get('seed')} (authors: 10 runs)",
+            "docs/papers/fa-theory.md"))
+    return rows

@@ -11,7 +11,8 @@ B e). Markdown tables of seed means, errors and angles beside the authors', are 
 
 Differences from the authors' protocol, kept on purpose: train accuracy for the stopping rule is
 the running accuracy of each epoch (the trainer's), checked every epoch rather than every 10; no
-runs are excluded.
+runs are excluded. The recorded ``train_error_pct`` is that running error too (the tables say so),
+not an evaluation of the final weights on the training set as the authors' train error is.
 
 ``gevb-width-sweep`` (not in the authors' code): the per-layer angle at initialization between the
 exact credit and GEVB's all-ones credit, and between the GEVB update and the true gradient, vs the
@@ -19,19 +20,18 @@ width of a 3-hidden-layer vnn-fc, for nonnegative and mixed-sign nets.
 
 Subsets of a table run from the command line, e.g.::
 
-    python -m creditlab.experiments.gevb --dataset mnist --rows vnn-fc:gevb+,vnn-fc:bp+ --seeds 0,1 \
-        --epochs 10 --out results/gevb
+    creditlab reproduce gevb-mnist --opt rows=vnn-fc:gevb+,vnn-fc:bp+ --opt seeds=[0,1] \
+        --opt epochs=10 --out results/gevb
 
 and a whole table on a GPU, 12 runs at a time, each stopping after the epoch that passes 20 minutes
 (started again, every run continues from its checkpoint)::
 
-    python -m creditlab.experiments.gevb --dataset cifar10 --rows all --seeds 0,1,2,3,4 --device cuda \
-        --parallel 12 --time-budget 1200
+    creditlab reproduce gevb-cifar10 --opt rows=all --opt seeds=[0,1,2,3,4] --device cuda \
+        --opt parallel=12 --opt time_budget=1200 --out results/gevb
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import time
@@ -41,61 +41,18 @@ from typing import Any
 
 import torch
 
-from creditlab.bench.report import Table, render_markdown
 from creditlab.data import Dataset, load_dataset
-from creditlab.experiments import ExperimentContext, register_experiment
+from creditlab.errors import CreditlabError
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
 from creditlab.models import build_model
 from creditlab.models.vnn import VectorizedNet, credit_alignment_angles
+from creditlab.papers import gevb as paper_gevb
+from creditlab.papers.gevb import label_to_rule
+from creditlab.report.headline import Headline, least_sure
+from creditlab.report.render import Table, render_markdown
 from creditlab.results import device_type, make_record, read_records
 from creditlab.rules import RULES, Rule, build_rule
 from creditlab.rules.dfa import DirectFeedbackAlignment
-
-#: authors' test error % (train error %) from notebooks/table.ipynb, gevb_fa.md §1.6;
-#: key: (dataset, model, rule label) with "+" = nonnegative
-AUTHORS: dict[tuple[str, str, str], tuple[float, float]] = {}
-_TABLE = {
-    "mnist": {
-        "vnn-fc": (1.87, 0.06, 1.93, 0.05, 2.32, 0.33, 1.84, 0.07),
-        "arelu-fc": (2.2, 0.3, 1.36, 0.0, 2.09, 0.19, 1.29, 0.0),
-        "vnn-conv": (2.33, 1.03, 1.3, 0.19, 1.83, 0.83, 0.8, 0.0),
-        "arelu-conv": (1.56, 0.67, 0.71, 0.0, 1.64, 0.42, 0.65, 0.0),
-        "vnn-lc": (1.78, 0.0, 1.64, 0.0, 1.84, 0.05, 1.44, 0.0),
-        "arelu-lc": (1.98, 0.32, 1.21, 0.0, 1.48, 0.09, 1.07, 0.0),
-    },
-    "cifar10": {
-        "vnn-fc": (47.62, 1.25, 47.03, 0.72, 48.86, 2.02, 45.98, 0.78),
-        "arelu-fc": (48.69, 3.28, 45.42, 0.96, 49.54, 2.88, 45.69, 0.73),
-        "vnn-conv": (33.74, 28.83, 30.85, 16.29, 38.43, 20.59, 30.54, 1.71),
-        "arelu-conv": (54.18, 48.43, 32.13, 0.23, 44.07, 17.25, 28.8, 0.15),
-        "vnn-lc": (41.08, 0.83, 41.01, 0.34, 40.11, 0.83, 38.77, 0.36),
-        "arelu-lc": (41.18, 10.62, 35.51, 0.0, 39.41, 2.94, 32.32, 0.0),
-    },
-}
-for _dataset, _rows in _TABLE.items():
-    for _model, _v in _rows.items():
-        _local = "gevb" if _model.startswith("vnn") else "dfa"
-        AUTHORS[(_dataset, _model, f"{_local}+")] = (_v[0], _v[1])
-        AUTHORS[(_dataset, _model, "bp+")] = (_v[2], _v[3])
-        AUTHORS[(_dataset, _model, _local)] = (_v[4], _v[5])
-        AUTHORS[(_dataset, _model, "bp")] = (_v[6], _v[7])
-
-#: authors' per-layer alignment angles (degrees, first hidden layer first), mean of 5 runs at
-#: initialization and at their last checkpoint (notebooks/alignment_and_concentration_viz.ipynb,
-#: gevb_fa.md §1.7). Vectorized rows: exact credit vs all-ones; conventional rows: exact gradient vs B e.
-AUTHORS_ANGLES: dict[tuple[str, str, str], tuple[tuple[float, ...], tuple[float, ...]]] = {
-    ("mnist", "vnn-fc", "gevb+"): ((9.2, 55.7), (41.3, 57.7)),
-    ("mnist", "vnn-conv", "gevb+"): ((11.9, 6.6, 55.6), (56.6, 39.2, 35.7)),
-    ("mnist", "vnn-lc", "gevb+"): ((12.2, 6.6, 55.5), (52.0, 47.3, 50.6)),
-    ("mnist", "vnn-fc", "gevb"): ((89.5, 91.6), (62.1, 74.7)),
-    ("mnist", "arelu-fc", "dfa"): ((90.1, 89.5), (64.8, 67.0)),
-    ("mnist", "arelu-conv", "dfa"): ((90.0, 90.0, 90.1), (89.7, 89.0, 75.0)),
-    ("cifar10", "vnn-fc", "gevb+"): ((4.0, 9.0, 55.6), (18.8, 35.0, 56.7)),
-    ("cifar10", "vnn-conv", "gevb+"): ((14.1, 13.8, 6.6, 56.0), (42.9, 50.3, 44.8, 48.0)),
-    ("cifar10", "vnn-conv", "gevb"): ((89.8, 90.1, 88.9, 90.7), (68.7, 61.0, 74.2, 33.4)),
-    ("cifar10", "arelu-conv", "dfa"): ((90.0, 90.1, 90.5, 89.7), (89.6, 88.4, 82.5, 65.1)),
-    ("cifar10", "arelu-conv", "dfa+"): ((90.0, 90.1, 90.6, 89.8), (89.8, 88.1, 77.0, 65.6)),
-    ("cifar10", "vnn-lc", "gevb+"): ((15.1, 20.4, 13.0, 56.1), (38.3, 41.8, 23.1, 39.7)),
-}
 
 
 @dataclass(frozen=True)
@@ -112,13 +69,11 @@ class Row:
     @property
     def rule(self) -> str:
         """Registered rule name: ``dfa+`` is its own rule; ``gevb+``/``bp+`` are gevb/bp on a '+' net."""
-        return self.label if self.label == "dfa+" else self.label.rstrip("+")
+        return label_to_rule(self.model, self.label)[0]
 
     @property
     def model_options(self) -> dict[str, Any]:
-        if self.model.startswith("vnn"):
-            return {"mixed_sign": not self.nonnegative}
-        return {"nonnegative": self.nonnegative}
+        return label_to_rule(self.model, self.label)[1]
 
     @property
     def name(self) -> str:
@@ -204,7 +159,8 @@ def run_row(ctx: ExperimentContext, experiment: str, dataset_name: str, data: Da
         wall_time_s = summary["wall_time_s"]  # the trainer sums it over every invocation of this run
     history = summary["history"]
     final_angles = next((h["credit_angles"] for h in reversed(history) if "credit_angles" in h), None)
-    authors = AUTHORS.get((dataset_name, row.model, row.label))
+    authors_test = paper_gevb.TEST_ERROR.get((dataset_name, row.model, row.label))
+    authors_train = paper_gevb.TRAIN_ERROR.get((dataset_name, row.model, row.label))
     final = {
         "test_error_pct": 100 * (1 - summary["test_accuracy"]),
         "train_error_pct": 100 * (1 - summary["train_accuracy"]),
@@ -212,8 +168,8 @@ def run_row(ctx: ExperimentContext, experiment: str, dataset_name: str, data: Da
         "reached_100pct_train": summary["train_accuracy"] >= 1.0,
         "credit_angles_init": init_angles,
         "credit_angles_final": final_angles,
-        "authors_test_error_pct": authors[0] if authors else None,
-        "authors_train_error_pct": authors[1] if authors else None,
+        "authors_test_error_pct": authors_test.value if authors_test else None,
+        "authors_train_error_pct": authors_train.value if authors_train else None,
     }
     config = {"experiment": experiment, "dataset": dataset_name, "model": row.model, "label": row.label,
               "rule": row.rule, "model_options": row.model_options, "seed": seed, "max_epochs": epochs,
@@ -241,10 +197,27 @@ def latest_per_run(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
+TRAIN_ERROR_NOTE = ("Our train error is the running error during the epoch (mean over the epoch's batches while "
+                    "the weights change, as the trainer logs it), not an evaluation of the final weights on the "
+                    "training set as the authors' train error is; it overstates the error of the trained net.")
+
+
+def _authors_cell(dataset_name: str, model: str, label: str) -> str:
+    """The authors' ``test (train)`` error, with the table's status where it is not verified."""
+    test = paper_gevb.TEST_ERROR.get((dataset_name, model, label))
+    if test is None:
+        return "-"
+    train = paper_gevb.TRAIN_ERROR[(dataset_name, model, label)]
+    status = "" if test.status == "verified" else f" [{test.status}]"
+    return f"{test.value} ({train.value}){status}"
+
+
 def error_table(dataset_name: str, records: list[dict[str, Any]]) -> Table:
     """Seed means of our test (train) error beside the authors', one line per row, device and data limit
-    (the newest record of every run; see :func:`latest_per_run`)."""
-    header = [f"{dataset_name} row", "device", "train examples", "ours: test err % (train)", "seeds", "epochs",
+    (the newest record of every run; see :func:`latest_per_run`). The authors' numbers come from
+    ``creditlab.papers.gevb`` (with their status), not from the records."""
+    header = [f"{dataset_name} row", "device", "train examples",
+              "ours: test err % (train err %, running, during epoch)", "seeds", "epochs",
               "authors: test err % (train)"]
     by_row: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for rec in latest_per_run(records):
@@ -257,11 +230,13 @@ def error_table(dataset_name: str, records: list[dict[str, Any]]) -> Table:
         test = statistics.mean(r["final"]["test_error_pct"] for r in recs)
         train = statistics.mean(r["final"]["train_error_pct"] for r in recs)
         epochs = ",".join(str(r["final"]["epochs"]) for r in recs)
-        first = recs[0]["final"]
-        a_test, a_train = first["authors_test_error_pct"], first["authors_train_error_pct"]
-        authors = f"{a_test} ({a_train})" if a_test is not None else "-"
-        rows.append([name, device, limit, f"{test:.2f} ({train:.2f})", str(len(recs)), epochs, authors])
-    return Table(header, rows)
+        model, _, label = name.partition(":")
+        rows.append([name, device, limit, f"{test:.2f} ({train:.2f})", str(len(recs)), epochs,
+                     _authors_cell(dataset_name, model, label)])
+    status = {v.status for (d, _, _), v in paper_gevb.TEST_ERROR.items() if d == dataset_name}
+    notes = [TRAIN_ERROR_NOTE, f"Authors: {paper_gevb.SOURCE}; status {', '.join(sorted(status))}"
+             + (f" ({paper_gevb.TABLE_NOTE[dataset_name]})." if paper_gevb.TABLE_NOTE.get(dataset_name) else ".")]
+    return Table(header, rows, notes)
 
 
 def _layer_means(lists: list[list[float]]) -> str:
@@ -281,12 +256,12 @@ def angle_table(dataset_name: str, records: list[dict[str, Any]]) -> Table:
         if final.get("credit_angles_init") and final.get("credit_angles_final"):
             key = (config["model"], config["label"], device_type(rec.get("device", "")))
             by_row.setdefault(key, []).append(rec)
-    for dataset, model, label in AUTHORS_ANGLES:
+    for dataset, model, label in paper_gevb.ALIGNMENT_ANGLES:
         if dataset == dataset_name and not any(key[:2] == (model, label) for key in by_row):
             by_row[(model, label, "-")] = []
     rows = []
     for (model, label, device), recs in sorted(by_row.items()):
-        authors = AUTHORS_ANGLES.get((dataset_name, model, label))
+        authors = paper_gevb.ALIGNMENT_ANGLES.get((dataset_name, model, label))
         a_init, a_final = (", ".join(f"{v:.1f}" for v in part) for part in authors) if authors else ("-", "-")
         if recs:
             rows.append([f"{model}:{label}", device, str(len(recs)), ",".join(str(r["final"]["epochs"]) for r in recs),
@@ -329,7 +304,7 @@ def run_table(ctx: ExperimentContext, experiment: str, dataset_name: str, rows: 
             rec = run_row(ctx, experiment, dataset_name, data, row, seed, epochs, train_limit, test_limit,
                           time_budget_s)
             f = rec["final"]
-            print(f"{experiment} {row.name} seed {seed}: test err {f['test_error_pct']:.2f}% train err "
+            print(f"{experiment} {row.name} seed {seed}: test err {f['test_error_pct']:.2f}% running train err "
                   f"{f['train_error_pct']:.2f}% after {f['epochs']} epochs "
                   f"(authors {f['authors_test_error_pct']})", flush=True)
             records.append(rec)
@@ -338,24 +313,105 @@ def run_table(ctx: ExperimentContext, experiment: str, dataset_name: str, rows: 
     return records
 
 
+TABLE_OPTIONS = {
+    "rows": ExperimentOption(None, "MODEL:LABEL,... (e.g. vnn-fc:gevb+,arelu-conv:dfa) or all [default: all; "
+                                   "quick: the four FC rows vnn-fc:gevb+,vnn-fc:bp+,arelu-fc:dfa+,arelu-fc:bp+]"),
+    "seeds": ExperimentOption(None, "seeds, e.g. [0,1] [default: SEED..SEED+4; quick: [SEED]]"),
+    "epochs": ExperimentOption(None, "at most this many epochs [default: 200; quick: 2]"),
+    "train_limit": ExperimentOption(None, "train on the first N images [default: all; quick: 512]"),
+    "test_limit": ExperimentOption(None, "test on the first N images [default: all; quick: 500]"),
+    "time_budget": ExperimentOption(None, "seconds per (row, seed): stop after the epoch that exceeds it; "
+                                          "started again, a run continues from its checkpoint"),
+    "parallel": ExperimentOption(1, "train this many (row, seed) runs at once, each in its own process "
+                                    "(e.g. to fill a GPU; start MPS first so they share it well)"),
+}
+
+
+def _rows_option(value: Any) -> list[Row]:
+    if value == "all":
+        return all_rows()
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    try:
+        return parse_rows(",".join(str(item) for item in items))
+    except ValueError as error:
+        raise CreditlabError(f"--opt rows={value!r}: {error}") from error
+
+
+def _int_option(options: dict[str, Any], key: str, default: int | None, minimum: int = 1) -> int | None:
+    value = options.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise CreditlabError(f"--opt {key}={value!r}: expected an integer >= {minimum}")
+    return value
+
+
 def _table_experiment(ctx: ExperimentContext, experiment: str, dataset_name: str) -> list[dict[str, Any]]:
-    if ctx.quick:  # smoke run of the same code path: FC rows, 1 seed, 2 epochs on 2048 examples
-        rows = [Row("vnn-fc", "gevb+"), Row("vnn-fc", "bp+"), Row("arelu-fc", "dfa+"),
-                Row("arelu-fc", "bp+")]
-        return run_table(ctx, experiment, dataset_name, rows, [ctx.seed], 2, train_limit=2048,
-                         test_limit=2000)
-    return run_table(ctx, experiment, dataset_name, all_rows(), [ctx.seed + s for s in range(5)], 200)
+    """One GEVB table; the quick mode is a smoke run of the same code path (FC rows, 1 seed, 2 epochs on
+    512 examples). ``ctx.options`` (:data:`TABLE_OPTIONS`) choose rows, seeds and budgets."""
+    options = ctx.options
+    rows = _rows_option(options["rows"]) if options.get("rows") is not None else (
+        [Row("vnn-fc", "gevb+"), Row("vnn-fc", "bp+"), Row("arelu-fc", "dfa+"), Row("arelu-fc", "bp+")]
+        if ctx.quick else all_rows())
+    seeds_value = options.get("seeds")
+    if seeds_value is None:
+        seeds = [ctx.seed] if ctx.quick else [ctx.seed + s for s in range(5)]
+    else:
+        seeds = [seeds_value] if isinstance(seeds_value, int) else list(seeds_value)
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise CreditlabError(f"--opt seeds={seeds_value!r}: expected an integer or a list, e.g. [0,1]")
+    epochs = _int_option(options, "epochs", 2 if ctx.quick else 200)
+    train_limit = _int_option(options, "train_limit", 512 if ctx.quick else None)
+    test_limit = _int_option(options, "test_limit", 500 if ctx.quick else None)
+    budget = options.get("time_budget")
+    if budget is not None and (not isinstance(budget, int | float) or isinstance(budget, bool) or budget < 0):
+        raise CreditlabError(f"--opt time_budget={budget!r}: expected seconds >= 0")
+    parallel = _int_option(options, "parallel", 1)
+    if parallel and parallel > 1:
+        run_in_processes(ctx, experiment, rows, seeds, parallel)
+        write_table(ctx, experiment, dataset_name)
+        return [r for r in read_records(ctx.out_dir / "results.jsonl")
+                if r.get("name", "").startswith(f"{experiment}/")]
+    return run_table(ctx, experiment, dataset_name, rows, seeds, epochs, train_limit=train_limit,
+                     test_limit=test_limit, time_budget_s=budget)
+
+
+def run_in_processes(ctx: ExperimentContext, experiment: str, rows: list[Row], seeds: list[int],
+                     processes: int) -> None:
+    """Run every (row, seed) as its own ``creditlab reproduce`` process, ``processes`` at a time; each
+    writes its record (and checkpoints) into the shared output folder."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    shared = ["--out", str(ctx.out_dir), "--device", ctx.device, "--threads", str(torch.get_num_threads())]
+    if ctx.data_dir is not None:
+        shared += ["--data-dir", str(ctx.data_dir)]
+    if ctx.quick:
+        shared.append("--quick")
+    for key, value in ctx.options.items():
+        if key not in ("rows", "seeds", "parallel") and value is not None:
+            shared += ["--opt", f"{key}={value}"]
+    jobs = [(f"{row.name} seed {seed}",
+             [sys.executable, "-m", "creditlab", "reproduce", experiment, "--opt", f"rows={row.name}",
+              "--opt", f"seeds={seed}", *shared])
+            for row in rows if row.rule in RULES for seed in seeds]
+    with ThreadPoolExecutor(processes) as pool:  # each thread waits on its own child process
+        codes = list(pool.map(lambda job: subprocess.run(job[1]).returncode, jobs))
+    failed = [name for (name, _), code in zip(jobs, codes, strict=True) if code]
+    if failed:
+        raise CreditlabError(f"{len(failed)} run(s) failed: " + "; ".join(failed))
 
 
 @register_experiment("gevb-mnist",
                      "Clark et al. 2021 Table (MNIST): GEVB/BP in VNNs vs BP/DFA/DFA+ in aReLU nets",
-                     summary=lambda records: summary_tables("mnist", records))
+                     summary=lambda records: summary_tables("mnist", records), options=TABLE_OPTIONS)
 def gevb_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:  # noqa: D103
     return _table_experiment(ctx, "gevb-mnist", "mnist")
 
 
 @register_experiment("gevb-cifar10", "Clark et al. 2021 Table (CIFAR-10): GEVB/BP in VNNs vs BP/DFA/DFA+",
-                     summary=lambda records: summary_tables("cifar10", records))
+                     summary=lambda records: summary_tables("cifar10", records), options=TABLE_OPTIONS)
 def gevb_cifar10(ctx: ExperimentContext) -> list[dict[str, Any]]:  # noqa: D103
     return _table_experiment(ctx, "gevb-cifar10", "cifar10")
 
@@ -388,7 +444,7 @@ def gevb_width_sweep(ctx: ExperimentContext) -> list[dict[str, Any]]:  # noqa: D
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    widths = [16, 64, 256, 1024] if ctx.quick else [16, 32, 64, 128, 256, 512, 1024, 2048]
+    widths = [16, 64, 256] if ctx.quick else [16, 32, 64, 128, 256, 512, 1024, 2048]
     seeds = [ctx.seed + s for s in range(2 if ctx.quick else 4)]
     depth, batch = 3, 64
     data = load_dataset("mnist", ctx.data_dir, ctx.device, 0.0, 0, "symmetric")
@@ -435,61 +491,37 @@ def gevb_width_sweep(ctx: ExperimentContext) -> list[dict[str, Any]]:  # noqa: D
     return [record]
 
 
-def main() -> None:
-    """Run a subset of a GEVB table from the command line (see the module docstring)."""
-    parser = argparse.ArgumentParser(description="Train rows of the GEVB tables.")
-    parser.add_argument("--dataset", default="mnist", choices=["mnist", "cifar10"])
-    parser.add_argument("--rows", default="vnn-fc:gevb+,vnn-fc:bp+", help="MODEL:LABEL,... or 'all'")
-    parser.add_argument("--seeds", default="0")
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--train-limit", type=int, default=None)
-    parser.add_argument("--out", default="results/gevb")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    parser.add_argument("--time-budget", type=float, default=None,
-                        help="seconds per (row, seed): stop after the epoch that exceeds it")
-    parser.add_argument("--test-limit", type=int, default=None)
-    parser.add_argument("--parallel", type=int, default=1,
-                        help="train this many (row, seed) runs at once, each in its own process "
-                             "(e.g. to fill a GPU; start MPS first so they share it well)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rows = all_rows() if args.rows == "all" else parse_rows(args.rows)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    ctx = ExperimentContext(quick=False, device=args.device, out_dir=Path(args.out), data_dir=args.data_dir)
-    experiment = f"gevb-{args.dataset}"
-    if args.parallel > 1:
-        run_in_processes(args, rows, seeds, args.parallel)
-        write_table(ctx, experiment, args.dataset)
-        return
-    run_table(ctx, experiment, args.dataset, rows, seeds, args.epochs, train_limit=args.train_limit,
-              test_limit=args.test_limit, time_budget_s=args.time_budget)
+def _gevb_headline(dataset_name: str, records: list[dict[str, Any]]) -> list[Headline]:
+    """FC-Vec GEVB+ vs BP+ test error (seed means of each seed's longest-trained run) beside the authors'."""
+    runs = latest_per_run([r for r in records if str(r.get("name", "")).startswith(f"gevb-{dataset_name}/")
+                           and not (r.get("config") or {}).get("quick")])
+    longest: dict[tuple[str, Any], dict[str, Any]] = {}  # (label, seed) -> its longest-trained run
+    for record in runs:
+        config = record["config"]
+        key = (config["label"], config.get("seed"))
+        if config["model"] == "vnn-fc" and not config.get("train_limit") and (
+                key not in longest or record["final"]["epochs"] > longest[key]["final"]["epochs"]):
+            longest[key] = record
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for (label, _), record in longest.items():
+        by_label.setdefault(label, []).append(record)
+    labels = [label for label in ("gevb+", "bp+") if label in by_label]
+    if not labels:
+        return []
+    theirs = [paper_gevb.TEST_ERROR.get((dataset_name, "vnn-fc", label)) for label in labels]
+    epochs = sorted({r["final"]["epochs"] for label in labels for r in by_label[label]})
+    seeds = sorted({r["config"].get("seed") for label in labels for r in by_label[label]})
+    devices = sorted({device_type(r.get("device", "")) for label in labels for r in by_label[label]})
+    ours = ", ".join(f"{label.upper()} {statistics.mean(r['final']['test_error_pct'] for r in by_label[label]):.2f}"
+                     for label in labels)
+    return [Headline(
+        "Clark, Abbott & Chung 2021", f"GEVB ≈ BP in nonnegative vectorized nets: {dataset_name} FC-Vec test error (%)",
+        ours, ", ".join(f"{label.upper()} {v.value:g}" for label, v in zip(labels, theirs, strict=True) if v),
+        least_sure([v.status for v in theirs if v]),
+        f"{'/'.join(map(str, epochs))} of ≤ 200 epochs, seed {','.join(map(str, seeds))} of 5, {'/'.join(devices)}",
+        "docs/papers/gevb.md")]
 
 
-def run_in_processes(args: argparse.Namespace, rows: list[Row], seeds: list[int], processes: int) -> None:
-    """Run every (row, seed) as its own ``python -m creditlab.experiments.gevb`` process, ``processes``
-    at a time; each writes its record (and checkpoints) into the shared output folder."""
-    import subprocess
-    import sys
-    from concurrent.futures import ThreadPoolExecutor
-
-    shared = ["--dataset", args.dataset, "--epochs", str(args.epochs), "--out", args.out, "--device", args.device]
-    for flag, value in (("--data-dir", args.data_dir), ("--threads", args.threads),
-                        ("--time-budget", args.time_budget), ("--train-limit", args.train_limit),
-                        ("--test-limit", args.test_limit)):
-        if value is not None:
-            shared += [flag, str(value)]
-    jobs = [(f"{row.name} seed {seed}",
-             [sys.executable, "-m", "creditlab.experiments.gevb", "--rows", row.name, "--seeds", str(seed), *shared])
-            for row in rows if row.rule in RULES for seed in seeds]
-    with ThreadPoolExecutor(processes) as pool:  # each thread waits on its own child process
-        codes = list(pool.map(lambda job: subprocess.run(job[1]).returncode, jobs))
-    failed = [name for (name, _), code in zip(jobs, codes, strict=True) if code]
-    if failed:
-        raise SystemExit(f"{len(failed)} run(s) failed: " + "; ".join(failed))
-
-
-if __name__ == "__main__":
-    main()
+@register_headline("gevb", order=30)
+def gevb_headline(records: list[dict[str, Any]]) -> list[Headline]:  # noqa: D103
+    return _gevb_headline("mnist", records) + _gevb_headline("cifar10", records)

@@ -92,7 +92,7 @@ def layout_for(kind: str, input_shape: tuple[int, ...]) -> Layout:
                      f"(MNIST-like) or 3x32x32 (CIFAR-10) images")
 
 
-def seeded_generator(seed: int | None) -> torch.Generator:
+def init_generator(seed: int | None) -> torch.Generator:
     """A CPU generator for initialization; ``None`` draws its seed from torch's global RNG (which the
     trainer seeds)."""
     if seed is None:
@@ -474,7 +474,7 @@ def _vnn_builder(kind: str):  # noqa: ANN202
             if kind != "fc":
                 raise ValueError("option 'hidden' (dense widths) applies to vnn-fc only")
             layout = tuple(("fc", w) for w in check_widths("hidden", hidden))
-        return build_vectorized(input_shape, num_classes, layout, not mixed_sign, seeded_generator(seed))
+        return build_vectorized(input_shape, num_classes, layout, not mixed_sign, init_generator(seed))
 
     build.__doc__ = (f"The authors' {kind.upper()}-Vec network for (C, H, W) inputs; ``mixed_sign`` drops "
                      f"the nonnegative constraint and ON/OFF init; ``hidden`` sets dense widths (fc only).")
@@ -491,7 +491,7 @@ def _arelu_builder(kind: str):  # noqa: ANN202
             if kind != "fc":
                 raise ValueError("option 'hidden' (dense widths) applies to arelu-fc only")
             layout = tuple(("fc", w) for w in check_widths("hidden", hidden))
-        return build_conventional(input_shape, num_classes, layout, nonnegative, seeded_generator(seed))
+        return build_conventional(input_shape, num_classes, layout, nonnegative, init_generator(seed))
 
     build.__doc__ = (f"The authors' conventional {kind.upper()} baseline (aReLU, same widths); "
                      f"``nonnegative`` uses ON/OFF init and clamps weights past the first layer.")
@@ -521,4 +521,4 @@ VNN_MODEL_NAMES = ("vnn-fc", "vnn-conv", "vnn-lc")
 
 __all__ = ["AReluNet", "ForwardRecord", "LAYOUTS", "PAPER_DEFAULTS", "VNN_MODEL_NAMES", "VectorizedNet",
            "build_conventional", "build_vectorized", "credit_alignment_angles", "layout_for", "output_error",
-           "seeded_generator"]
+           "init_generator"]

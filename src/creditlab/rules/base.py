@@ -7,19 +7,44 @@ trainer, checkpoints, alignment diagnostics and distributed reducers only ever s
 State a rule keeps (feedback matrices, traces, running scales) lives in registered buffers of the
 rule (an ``nn.Module``), so ``state_dict``/``load_state_dict`` and ``.to(device)`` carry it. The
 model is *not* a submodule of the rule: the rule's state dict holds only the rule's own state.
+
+What else a rule may declare (issue #15 part B), each a no-op or the old behaviour by default:
+
+1. ``optimizer_requirement`` (:class:`creditlab.optim.OptimizerRequirement`): settings the rule
+   needs, e.g. an STDP rule whose ``.grad`` is the weight change itself fixes plain SGD, lr 1, no
+   momentum or weight decay, no schedule. ``config_for`` applies it (a conflicting explicit
+   ``--optimizer``/``--lr`` is refused naming the rule); reducers use the same object.
+2. ``has_true_gradient = False`` (spiking rules): alignment diagnostics (``AlignmentTracker``,
+   ``--track-alignment``) refuse instead of running autograd through spikes.
+3. ``task`` (:mod:`creditlab.tasks`): classification (int class indices, cross-entropy, accuracy) or
+   regression (float targets, MSE); ``loss_fn`` defaults to ``task.loss``; :meth:`Rule.check_batch`
+   hands targets to ``task.check_targets`` (int32 labels are converted) and ``evaluate`` reports the
+   task's metrics.
+4. Evaluation variants belong to the model: ``model.evaluation_variants()`` returns ``{name:
+   fn(inputs, generator) -> outputs}``; the trainer reports each every epoch under
+   ``record["variants"]``, from ``seeded_generator(seed, "eval", name, epoch)``, never the global RNG.
+5. Phase hooks: :meth:`Rule.on_fit_start`, :meth:`Rule.on_epoch_start`, :meth:`Rule.on_epoch_end`
+   (its dict is merged into the epoch's record); state they change lives in buffers. Step-level and
+   stateful observers are trainer hooks (:mod:`creditlab.hooks`), called per step only if they ask.
+6. Early stopping is the trainer's (``TrainConfig.early_stopping``: patience on the validation split's
+   ``task.primary_metric``; the best epoch's model and rule state are restored at the end).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from creditlab.errors import IncompatibleModelError
+from creditlab.errors import CreditlabError, IncompatibleModelError
+from creditlab.optim import OptimizerRequirement
+from creditlab.tasks import CLASSIFICATION, Task
+
+if TYPE_CHECKING:
+    from creditlab.hooks import FitContext
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -44,13 +69,18 @@ class Rule(nn.Module):
     description: ClassVar[str] = ""
     #: what models the rule accepts, for error messages and ``creditlab rules``
     accepts: ClassVar[str] = "any model"
+    #: optimizer settings the rule needs (None: any optimizer); see the module docstring, item 1
+    optimizer_requirement: ClassVar[OptimizerRequirement | None] = None
+    #: False where the loss has no gradient to compare the update with (spiking rules)
+    has_true_gradient: ClassVar[bool] = True
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn = F.cross_entropy) -> None:
+    def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, task: Task = CLASSIFICATION) -> None:
         super().__init__()
         type(self).check_model(model)
         # stored outside the module tree on purpose (see module docstring)
         self.__dict__["model"] = self.prepare_model(model)
-        self.loss_fn = loss_fn
+        self.task = task
+        self.loss_fn = task.loss if loss_fn is None else loss_fn
 
     model: nn.Module
 
@@ -71,10 +101,20 @@ class Rule(nn.Module):
         """Class scores used for evaluation (the model's output unless the rule says otherwise)."""
         return self.model(inputs)
 
+    def on_fit_start(self, context: FitContext) -> None:
+        """Called by the trainer before the first epoch (after a resume restored the state)."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before the first step of ``epoch`` (numbered from 1)."""
+
+    def on_epoch_end(self, epoch: int) -> dict[str, Any]:
+        """Called after the epoch's evaluation; the dict is merged into that epoch's record."""
+        return {}
+
     # -- the protocol the trainer uses ----------------------------------------------------------
     def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
         """Check the batch, clear old gradients, compute this rule's update into ``.grad``."""
-        self.check_batch(inputs, targets)
+        targets = self.check_batch(inputs, targets)
         for param in self.model.parameters():
             param.grad = None
         out = self.compute_update(inputs, targets)
@@ -86,28 +126,35 @@ class Rule(nn.Module):
                                    f"into {pname} of shape {tuple(param.shape)}")
         return StepOutput(out.loss.detach(), out.output.detach())
 
-    def check_batch(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
-        """Shape checks with clear messages (no device sync)."""
+    def check_batch(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Shape checks with clear messages (no device sync); returns the targets as the task needs them."""
         expected = getattr(self.model, "input_shape", None)
         if expected is not None and tuple(inputs.shape[1:]) != tuple(expected):
             raise ValueError(f"input batch has per-example shape {tuple(inputs.shape[1:])}, but the model "
                              f"was built for {tuple(expected)}")
-        if targets.dim() != 1 or targets.shape[0] != inputs.shape[0]:
-            raise ValueError(f"targets must have shape (batch,) = ({inputs.shape[0]},), got {tuple(targets.shape)}")
-        if targets.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"targets must be integer class indices, got {targets.dtype}")
+        return self.task.check_targets(targets, inputs.shape[0])
 
     def true_gradients(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """The exact gradient of the loss on this batch (autograd), by parameter name.
 
         Used by the alignment diagnostics; rules whose model changes the backward pass (FA layers)
-        override it to run autograd with exact transposes. Leaves ``.grad`` untouched.
+        override it to run autograd with exact transposes. Leaves ``.grad`` untouched. Raises
+        CreditlabError for a rule without a true gradient (``has_true_gradient = False``).
         """
+        require_true_gradient(self)
         params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         with torch.enable_grad():
             loss = self.loss_fn(self.model(inputs), targets)
             grads = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True)
         return {n: (g if g is not None else torch.zeros_like(p)) for (n, p), g in zip(params, grads, strict=True)}
+
+
+def require_true_gradient(rule: Rule) -> None:
+    """Raise CreditlabError when ``rule`` has no true gradient (alignment diagnostics need one)."""
+    if not rule.has_true_gradient:
+        raise CreditlabError(f"rule {rule.name!r} has no true gradient to compare with (its updates do not "
+                             "approximate the gradient of a differentiable loss, e.g. spikes or STDP), so "
+                             "alignment cannot be measured; drop --track-alignment / AlignmentTracker")
 
 
 def require(condition: bool, rule: type[Rule], model: nn.Module, why: str) -> None:

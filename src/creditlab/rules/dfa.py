@@ -67,9 +67,9 @@ from creditlab.rules.fa import (
     FEEDBACK_SEED_SALT,
     LOCAL_PARAMETER_LAYERS,
     NO_INPUT_ERROR_LAYERS,
-    _mix_seed,
     own_parameter_names,
 )
+from creditlab.seeding import mix_seed as _mix_seed
 
 #: block-delimiting weight layers (subclasses included: DFA never uses their input gradient)
 WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d, LocallyConnected2d, VecWeightLayer)

@@ -64,6 +64,7 @@ from creditlab.errors import IncompatibleModelError
 from creditlab.models.vnn_layers import LocallyConnected2d, _in_batch_chunks, locally_connected_product
 from creditlab.rules import register_rule
 from creditlab.rules.base import LossFn, Rule, StepOutput
+from creditlab.seeding import mix_seed as _mix_seed
 
 #: modules owning parameters whose exact backward is local (per-unit parameters, see the module docstring)
 LOCAL_PARAMETER_LAYERS: tuple[type[nn.Module], ...] = (
@@ -260,14 +261,6 @@ class FixedRandomSignFeedback(FeedbackScheme):
 
     def feedback(self, layer: FeedbackLayerMixin, draw: bool) -> torch.Tensor:
         return layer.weight.detach().sign() * layer.feedback_magnitude
-
-
-def _mix_seed(seed: int, counter: int) -> int:
-    """A 63-bit seed from (layer seed, draw counter) by the splitmix64 finalizer."""
-    z = (seed * 0x9E3779B97F4A7C15 + counter + 1) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFF
 
 
 @register_scheme

@@ -22,6 +22,7 @@ plain SGD with momentum on the same gradient (PyTorch's SGD form, with ``g = W.g
     B   <- B - feedback_lr * v_B
 
 Trained with ``--optimizer sgd --lr FEEDBACK_LR --momentum FEEDBACK_MOMENTUM --weight-decay DECAY``
+(the rule's default optimizer settings, for the default options)
 both updates have the same form, and ``D = W - B`` obeys ``v_D <- m v_D + decay D``,
 ``D <- D - lr v_D``: it decays geometrically (without momentum ``D_t = (1 - lr decay)^t D_0``). With
 another optimizer (Adam) ``B`` still follows the local rule, but ``W``'s steps differ, so B aligns with
@@ -44,6 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from creditlab.optim import OptimizerRequirement
 from creditlab.rules import register_rule
 from creditlab.rules.base import LossFn, StepOutput
 from creditlab.rules.fa import (
@@ -82,6 +84,10 @@ class KolenPollack(FeedbackAlignmentRule):
     mode = "kp"
     description = ("Kolen-Pollack (1994; Akrout 2019): feedback B receives W's update plus decay, "
                    "so B converges to W^T")
+    #: W's optimizer by default matches B's own update (the constructor's defaults), so B - W decays
+    optimizer_requirement = OptimizerRequirement(
+        "rule 'kp'", fixed={}, defaults={"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-3},
+        reason="with these W steps the same as B's (feedback_lr, feedback_momentum, decay), B converges to W")
 
     def __init__(self, model: nn.Module, loss_fn: LossFn = F.cross_entropy, seed: int = 0,
                  feedback_lr: float = 0.01, feedback_momentum: float = 0.9, decay: float = 1e-3) -> None:

@@ -3,7 +3,8 @@
 Only the global first neuron to fire is updated (error magnitude 1): STDP with ``(A+, A-) (1 - acc)``
 when its class is the label (and it is target-labelled), else anti-STDP with the anti-rates times
 ``acc``; ``acc`` is the training accuracy of the previous epoch (1 / C before the first). Optional
-dropout of output neurons during training (seeded per epoch).
+dropout of output neurons during training (a generator per epoch, ``seeded_generator(seed,
+"rstdp-dropout", epoch)``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import torch
 import torch.nn as nn
 
 from creditlab.rules import register_rule
+from creditlab.seeding import seeded_generator
 from creditlab.spiking.event_layer import FirstSpikes, first_to_fire
-from creditlab.spiking.supervised import SupervisedSTDPRule
+from creditlab.spiking.supervised import SupervisedSTDPRule, stdp_optimizer_requirement
 
 
 @register_rule("rstdp")
 class RSTDP(SupervisedSTDPRule):
     name = "rstdp"
+    optimizer_requirement = stdp_optimizer_requirement("rstdp")
     description = "R-STDP: reward-modulated STDP on the first neuron to fire (spiking classifier)"
 
     def __init__(self, model: nn.Module, a_plus: float = 0.05, a_minus: float = -0.001,
@@ -40,7 +43,7 @@ class RSTDP(SupervisedSTDPRule):
         self.register_buffer("accuracy", torch.tensor(1.0 / self.classifier.groups.num_classes))
         self.register_buffer("epoch_correct", torch.zeros((), dtype=torch.long))
         self.register_buffer("epoch_seen", torch.zeros((), dtype=torch.long))
-        self._generator = torch.Generator().manual_seed(self.seed)
+        self._generator = seeded_generator(self.seed, "rstdp-dropout", 0)
 
     def sample_update(self, x: torch.Tensor, label: int, spikes: FirstSpikes
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -61,9 +64,7 @@ class RSTDP(SupervisedSTDPRule):
 
     def on_epoch_start(self, epoch: int) -> None:
         super().on_epoch_start(epoch)
-        from creditlab.rules.fa import _mix_seed  # the one seed-mixing helper until creditlab.seeding lands
-
-        self._generator = torch.Generator().manual_seed(_mix_seed(self.seed, epoch))
+        self._generator = seeded_generator(self.seed, "rstdp-dropout", epoch)
         self.epoch_correct.zero_()
         self.epoch_seen.zero_()
 

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from creditlab.rules import register_rule
 from creditlab.spiking.event_layer import FirstSpikes
-from creditlab.spiking.supervised import SupervisedSTDPRule, positive, temporal_targets
+from creditlab.spiking.supervised import SupervisedSTDPRule, positive, stdp_optimizer_requirement, temporal_targets
 
 
 class _TimeTargetRule(SupervisedSTDPRule):
@@ -47,4 +47,5 @@ class _TimeTargetRule(SupervisedSTDPRule):
 @register_rule("s2stdp")
 class S2STDP(_TimeTargetRule):
     name = "s2stdp"
+    optimizer_requirement = stdp_optimizer_requirement("s2stdp")
     description = "S2-STDP: error-modulated STDP towards dynamic target times (spiking classifier; NCG option)"

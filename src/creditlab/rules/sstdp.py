@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from creditlab.rules import register_rule
 from creditlab.rules.s2stdp import _TimeTargetRule
+from creditlab.spiking.supervised import stdp_optimizer_requirement
 
 
 @register_rule("sstdp")
 class SSTDP(_TimeTargetRule):
     name = "sstdp"
+    optimizer_requirement = stdp_optimizer_requirement("sstdp")
     description = "SSTDP: S2-STDP with time ranges (only wrong-side neurons move; spiking classifier; NCG option)"
     ranges = True

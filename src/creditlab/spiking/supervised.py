@@ -7,28 +7,40 @@ writes ``grad = W_before - W_after``, so the required plain SGD with lr 1 applie
 they are. Per sample: forward with the sample's thresholds, the rule's errors and rows to update,
 error-modulated STDP on those rows, clip then L1 renormalization, competition regulation.
 
-Rates anneal once per epoch (``on_epoch_end``); the training thresholds are reset to the test ones
-at the start of every epoch under CR-2 (``on_epoch_start``) and copied into the test thresholds at
-its end under CR-1. All of it is rule or model state (buffers), so checkpoints carry it.
+Rates anneal once per epoch (``on_epoch_end``, the trainer calls the rule's phase hooks); the
+training thresholds are reset to the test ones at the start of every epoch under CR-2
+(``on_epoch_start``) and copied into the test thresholds at its end under CR-1. All of it is rule
+or model state (buffers), so checkpoints carry it. ``optimizer_requirement`` fixes plain SGD with
+lr 1 (an explicit conflicting flag is refused); ``has_true_gradient`` is False.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn as nn
 
+from creditlab.optim import OptimizerRequirement
 from creditlab.rules.base import Rule, StepOutput, require
 from creditlab.spiking.classifier import SpikingClassifier, decision_error, find_classifier
 from creditlab.spiking.event_layer import FirstSpikes, first_spikes, sort_inputs
 from creditlab.spiking.ncg import regulate_thresholds
 from creditlab.spiking.stdp import error_modulated_additive
 
-#: what every supervised STDP rule fixes of the optimizer (PROTOCOL_SPEC.md, OptimizerRequirement)
+if TYPE_CHECKING:
+    from creditlab.hooks import FitContext
+
+#: what every supervised STDP rule fixes of the optimizer
 FIXED_OPTIMIZER: dict[str, Any] = {"optimizer": "sgd", "lr": 1.0, "momentum": 0.0, "weight_decay": 0.0}
 OPTIMIZER_REASON = ("the rule writes its weight changes themselves into .grad; plain SGD with lr 1 applies "
                     "them as they are")
+
+
+def stdp_optimizer_requirement(rule_name: str) -> OptimizerRequirement:
+    """The optimizer a supervised STDP rule ``rule_name`` requires (plain SGD, lr 1, schedule none)."""
+    return OptimizerRequirement(f"rule {rule_name!r}", fixed={**FIXED_OPTIMIZER, "schedule": "none"},
+                                reason=OPTIMIZER_REASON)
 
 
 def positive(name: str, value: float) -> float:
@@ -44,7 +56,6 @@ class SupervisedSTDPRule(Rule):
     accepts: ClassVar[str] = ("a spiking classifier on spike-time inputs: model 'spiking-fc', or 'stdp-csnn' "
                               "(its classification layer)")
     has_true_gradient: ClassVar[bool] = False
-    fixed_optimizer: ClassVar[dict[str, Any]] = FIXED_OPTIMIZER
 
     def __init__(self, model: nn.Module, a_plus: float, a_minus: float, annealing: float = 0.98,
                  threshold_lr: float = 0.0, threshold_annealing: float = 1.0, time_chunk: int | None = 1024,
@@ -140,7 +151,7 @@ class SupervisedSTDPRule(Rule):
         return self.model(inputs)
 
     # -- phase hooks (PROTOCOL_SPEC.md) -----------------------------------------------------------
-    def on_fit_start(self, context: Any) -> None:
+    def on_fit_start(self, context: FitContext) -> None:
         """Before training: counts restart; a model with an unsupervised front end (``stdp-csnn``)
         trains it on the training images first and caches the features of every split."""
         self.updates.zero_()
