@@ -27,6 +27,7 @@ from creditlab.models import build_model
 from creditlab.results import make_record
 from creditlab.rules import build_rule
 from creditlab.spiking.cache import cache_key, load_or_extract, tensor_digest
+from creditlab.spiking.cost import inference_cost
 from creditlab.spiking.extractor import STDPCSNN, paper_config
 
 #: Table 1 (STDP-CSNN column), mean ± sd %: authors' slides and poster (tables_recovered.md §1.2)
@@ -170,7 +171,10 @@ def train_fold(ctx: ExperimentContext, feats: Dataset, fold_val: torch.Tensor, s
                          seed=seed, device=ctx.device, progress=False, early_stopping=protocol.patience)
     summary = fit(rule, data, config)  # the rule's phase hooks anneal / regulate per epoch
     stop = summary["history"][-1]  # where early stopping stopped (or the last epoch)
-    return {"stop_epoch": stop["epoch"], "test_accuracy": stop["test_accuracy"],
+    with torch.no_grad():  # per-inference cost of the kept (best-epoch) classifier on the test features
+        test_x = feats.test_x.flatten(1).to(model.weight.device)
+        cost = inference_cost(test_x, model.spikes(test_x).times)
+    return {"cost": cost, "stop_epoch": stop["epoch"], "test_accuracy": stop["test_accuracy"],
             "val_accuracy": stop["val_accuracy"], "best_epoch": summary.get("best_epoch"),
             "best_test_accuracy": summary["test_accuracy"], "history": summary["history"],
             "wall_time_s": summary["wall_time_s"]}
@@ -196,7 +200,8 @@ def run_protocol(ctx: ExperimentContext, dataset: str, protocol: Protocol) -> li
                  "best_epoch_test_accuracy_pct_folds": best, "best_epochs": [r["best_epoch"] for r in runs],
                  "paper_pct": paper[0] if paper else None, "paper_sd": paper[1] if paper else None,
                  "paper_status": ("secondary" if dataset == "mnist" else "verified") if paper else "not available",
-                 "target_updates_last_epoch": runs[0]["history"][-1].get("target_updates"), **info}
+                 "target_updates_last_epoch": runs[0]["history"][-1].get("target_updates"),
+                 "cost_per_inference": runs[0]["cost"], **info}
         record = make_record("reproduce", f"ncg-{dataset}/{method}",
                              {**setting, "dataset": dataset, "protocol": asdict(protocol), "seed": ctx.seed,
                               "quick": ctx.quick},
