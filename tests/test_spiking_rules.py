@@ -116,6 +116,8 @@ def test_cr2_training_thresholds_reset_each_epoch() -> None:
 
 
 def test_refusals() -> None:
+    with pytest.raises(IncompatibleModelError, match="only rules s2stdp, sstdp, rstdp train it"):
+        build_rule("bp", build_model("spiking-fc", (4,), 2))
     with pytest.raises(IncompatibleModelError, match="no spiking classification layer"):
         build_rule("s2stdp", build_model("mlp", (1, 28, 28), 10))
     with pytest.raises(ValueError, match="a_minus"):

@@ -302,3 +302,7 @@ def _experiment(dataset: str) -> Any:
 for _dataset, _name in (("mnist", "ncg-mnist"), ("fashion-mnist", "ncg-fmnist"), ("cifar10", "ncg-cifar10")):
     register_experiment(_name, f"Goupy et al. 2024: S2-STDP/SSTDP +NCG on STDP-CSNN features ({_dataset}), "
                         "10-fold, with the CR ablation", options=OPTIONS)(_experiment(_dataset))
+
+
+if __name__ == "__main__":  # python -m creditlab.experiments.ncg [results/ncg]: the table from the records
+    show(sys.argv[1] if len(sys.argv) > 1 else "results/ncg")

@@ -42,6 +42,8 @@ class STDPCSNNNetwork(nn.Module):
     seen. The supervised STDP rules train ``classifier`` on ``encode``'s output.
     """
 
+    trained_by = SpikingClassifier.trained_by
+
     def __init__(self, input_shape: tuple[int, int, int], num_classes: int, config: CSNNConfig,
                  extractor_train: int | None, seed: int, **classifier_options: Any) -> None:
         super().__init__()

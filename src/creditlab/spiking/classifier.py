@@ -25,6 +25,9 @@ class SpikingClassifier(nn.Module):
     with ``weight_norm`` every update is followed by rescaling each neuron's L1 norm to its initial one.
     """
 
+    #: spike times have no gradient: only the supervised STDP rules train this layer (Rule.__init__ checks)
+    trained_by = ("s2stdp", "sstdp", "rstdp")
+
     def __init__(self, num_inputs: int, num_classes: int, neurons_per_class: int = 1,
                  non_target_per_class: int = 0, regulation: str = "none", threshold: float = 200.0,
                  w_init_mean: float = 0.3, w_init_std: float = 0.01, w_min: float = 0.0, w_max: float = 1.0,
