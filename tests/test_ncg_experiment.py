@@ -39,3 +39,14 @@ def test_stratified_folds_partition_each_class() -> None:
     labels = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
     folds = stratified_folds(labels, 2)
     assert [f.tolist() for f in folds] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_options_refused_with_the_valid_values() -> None:
+    from creditlab.experiments.ncg import protocol_from
+
+    assert protocol_from(False, {"folds_run": 2, "epochs": None}).folds_run == 2  # unset keys keep the full protocol
+    assert protocol_from(False, {"methods": "sstdp"}).methods == ("sstdp",)
+    with pytest.raises(ValueError, match=r"unknown \[.bp.\]; valid: s2stdp\+ncg, s2stdp, sstdp\+ncg, sstdp"):
+        protocol_from(False, {"methods": ["s2stdp", "bp"]})
+    with pytest.raises(ValueError, match=r"folds_run in \[1, folds\]"):
+        protocol_from(True, {"folds": 3, "folds_run": 4})

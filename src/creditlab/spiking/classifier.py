@@ -47,7 +47,7 @@ class SpikingClassifier(nn.Module):
         self.regulation = regulation
         self.w_min, self.w_max, self.weight_norm = float(w_min), float(w_max), bool(weight_norm)
         #: spikes integrated at a time at inference (the simulation stops once every neuron fired)
-        self.time_chunk: int | None = 512
+        self.time_chunk: int | None = 128
         n = self.groups.num_neurons
         init = torch.randn(n, num_inputs, generator=generator) * w_init_std + w_init_mean
         self.weight = nn.Parameter(init.clamp_(w_min, w_max))

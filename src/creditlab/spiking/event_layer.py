@@ -109,8 +109,8 @@ def first_spikes(input_times: torch.Tensor | SortedInputs, weights: torch.Tensor
     if monotone is None:
         monotone = bool((weights >= 0).all())
     thr = thresholds if thresholds.dim() == 2 else thresholds.unsqueeze(0).expand(batch, n)
-    rows = max(1, max_elements // max(1, k * n))
-    step = k if time_chunk is None else max(1, time_chunk)
+    step = k if time_chunk is None else max(1, min(k, time_chunk))
+    rows = max(1, max_elements // max(1, step * n))
     for start in range(0, batch, rows):
         sl = slice(start, start + rows)
         part = SortedInputs(inputs.order[sl], inputs.times[sl], inputs.group_end[sl], inputs.next_end[sl],
