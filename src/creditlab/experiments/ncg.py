@@ -129,7 +129,7 @@ def features(ctx: ExperimentContext, dataset: str, protocol: Protocol) -> tuple[
     started = time.perf_counter()
     for split, x in (("train", train_x), ("test", test_x)):
         key = cache_key(extractor.fingerprint(), dataset, split, len(x), tensor_digest(x))
-        feats[split] = load_or_extract(cache_dir, key, lambda x=x: extractor.encode(x))
+        feats[split] = load_or_extract(cache_dir, key, lambda x=x: extractor.to(ctx.device).encode(x.to(ctx.device)))
     info = {"extractor": asdict(config), "extractor_fingerprint": extractor.fingerprint(),
             "extract_s": round(time.perf_counter() - started, 1), "extractor_fit_s": round(fit_s, 1),
             "feature_shape": list(feats["train"].shape[1:]),
@@ -165,8 +165,10 @@ def train_fold(ctx: ExperimentContext, feats: Dataset, fold_val: torch.Tensor, s
     keep[fold_val] = False
     data = Dataset(feats.spec, feats.train_x[keep], feats.train_y[keep], feats.train_x[fold_val],
                    feats.train_y[fold_val], feats.test_x, feats.test_y)
+    data = data.to(ctx.device)
     model = build_model("spiking-fc", feats.input_shape, feats.num_classes, seed=seed, **setting["model"])
-    rule = build_rule(setting["rule"], model, **setting["rule_options"])
+    model = model.to(ctx.device)
+    rule = build_rule(setting["rule"], model, **setting["rule_options"]).to(ctx.device)
     config = TrainConfig(epochs=protocol.epochs, batch_size=protocol.batch_size, lr=1.0, optimizer="sgd",
                          seed=seed, device=ctx.device, progress=False, early_stopping=protocol.patience)
     summary = fit(rule, data, config)  # the rule's phase hooks anneal / regulate per epoch
