@@ -16,7 +16,7 @@ def test_quick_reproduction_writes_records(tmp_path, data_root, one_thread) -> N
     ctx = ExperimentContext(quick=True, out_dir=tmp_path, data_dir=data_root)
     records = load_all().get("ncg-fmnist").run(ctx)
     names = [r["name"] for r in records]
-    assert "ncg-fashion-mnist/s2stdp+ncg" in names and "ncg-fashion-mnist/M-5 (no CR, no L)" in names
+    assert "ncg-fmnist/s2stdp+ncg" in names and "ncg-fmnist/M-5 (no CR, no L)" in names
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert len(lines) == len(records) and json.loads(lines[0])["final"]["paper_status"] == "verified"
     assert (tmp_path / "ncg_fashion-mnist_updates.png").is_file()

@@ -86,6 +86,7 @@ class Protocol:
     patience: int = 10
     extractor_epochs: int = 100
     extractor_train: int | None = None  # None: the whole training set
+    extractor_filters: int | None = None  # None: the paper's 128
     train_limit: int | None = None  # training examples used (folds split these)
     test_limit: int | None = None
     methods: tuple[str, ...] = ("s2stdp", "s2stdp+ncg", "sstdp", "sstdp+ncg")
@@ -94,8 +95,8 @@ class Protocol:
 
 
 FULL = Protocol()
-QUICK = Protocol(folds=2, folds_run=1, epochs=2, extractor_epochs=1, extractor_train=100, train_limit=120,
-                 test_limit=30, methods=("s2stdp", "s2stdp+ncg"), with_ablation=True)
+QUICK = Protocol(folds=2, folds_run=1, epochs=2, extractor_epochs=1, extractor_train=60, extractor_filters=16,
+                 train_limit=80, test_limit=20, methods=("s2stdp", "s2stdp+ncg"), with_ablation=True)
 
 
 def stratified_folds(labels: torch.Tensor, folds: int) -> list[torch.Tensor]:
@@ -114,7 +115,8 @@ def features(ctx: ExperimentContext, dataset: str, protocol: Protocol) -> tuple[
     data = load_dataset(dataset, ctx.data_dir, "cpu", 0.0, ctx.seed, "unit")
     train_x, train_y = data.train_x[:protocol.train_limit], data.train_y[:protocol.train_limit]
     test_x, test_y = data.test_x[:protocol.test_limit], data.test_y[:protocol.test_limit]
-    config = paper_config(dataset, epochs=protocol.extractor_epochs)
+    filters = {"filters": protocol.extractor_filters} if protocol.extractor_filters else {}
+    config = paper_config(dataset, epochs=protocol.extractor_epochs, **filters)
     extractor = STDPCSNN(tuple(train_x.shape[1:]), config, torch.Generator().manual_seed(ctx.seed))
     cache_dir = ctx.out_dir / "cache"
     fit_images = data.train_x[:protocol.extractor_train]
@@ -182,7 +184,8 @@ def train_fold(ctx: ExperimentContext, feats: Dataset, fold_val: torch.Tensor, s
             "wall_time_s": summary["wall_time_s"]}
 
 
-def run_protocol(ctx: ExperimentContext, dataset: str, protocol: Protocol) -> list[dict[str, Any]]:
+def run_protocol(ctx: ExperimentContext, dataset: str, protocol: Protocol, experiment: str | None = None
+                 ) -> list[dict[str, Any]]:
     """Every method (and the ablation) of ``dataset`` under ``protocol``; one record per method."""
     torch.manual_seed(ctx.seed)
     feats, info = features(ctx, dataset, protocol)
@@ -204,7 +207,7 @@ def run_protocol(ctx: ExperimentContext, dataset: str, protocol: Protocol) -> li
                  "paper_status": ("secondary" if dataset == "mnist" else "verified") if paper else "not available",
                  "target_updates_last_epoch": runs[0]["history"][-1].get("target_updates"),
                  "cost_per_inference": runs[0]["cost"], **info}
-        record = make_record("reproduce", f"ncg-{dataset}/{method}",
+        record = make_record("reproduce", f"{experiment or 'ncg-' + dataset}/{method}",
                              {**setting, "dataset": dataset, "protocol": asdict(protocol), "seed": ctx.seed,
                               "quick": ctx.quick},
                              final, epochs=runs[0]["history"], wall_time_s=sum(r["wall_time_s"] for r in runs),
@@ -269,6 +272,7 @@ OPTIONS = {
     "patience": ExperimentOption(None, "early-stopping patience on validation accuracy (the paper: 10)"),
     "extractor_epochs": ExperimentOption(None, "STDP-CSNN training epochs (the paper: 100)"),
     "extractor_train": ExperimentOption(None, "training images the extractor is fitted on (the paper: all)"),
+    "extractor_filters": ExperimentOption(None, "conv filters of the extractor (the paper: 128)"),
     "train_limit": ExperimentOption(None, "training images used (folds split these; the paper: all)"),
     "test_limit": ExperimentOption(None, "test images used (the paper: all)"),
     "methods": ExperimentOption(None, "methods run, e.g. [s2stdp,s2stdp+ncg]; valid: s2stdp, s2stdp+ncg, sstdp, "
@@ -294,16 +298,16 @@ def protocol_from(quick: bool, options: dict[str, Any]) -> Protocol:
     return protocol
 
 
-def _experiment(dataset: str) -> Any:
+def _experiment(dataset: str, name: str) -> Any:
     def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
-        return run_protocol(ctx, dataset, protocol_from(ctx.quick, ctx.options or {}))
+        return run_protocol(ctx, dataset, protocol_from(ctx.quick, ctx.options or {}), name)
 
     return run
 
 
 for _dataset, _name in (("mnist", "ncg-mnist"), ("fashion-mnist", "ncg-fmnist"), ("cifar10", "ncg-cifar10")):
     register_experiment(_name, f"Goupy et al. 2024: S2-STDP/SSTDP +NCG on STDP-CSNN features ({_dataset}), "
-                        "10-fold, with the CR ablation", options=OPTIONS)(_experiment(_dataset))
+                        "10-fold, with the CR ablation", options=OPTIONS)(_experiment(_dataset, _name))
 
 
 if __name__ == "__main__":  # python -m creditlab.experiments.ncg [results/ncg]: the table from the records

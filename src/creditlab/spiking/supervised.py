@@ -24,7 +24,7 @@ import torch.nn as nn
 from creditlab.optim import OptimizerRequirement
 from creditlab.rules.base import Rule, StepOutput, require
 from creditlab.spiking.classifier import SpikingClassifier, decision_error, find_classifier
-from creditlab.spiking.event_layer import FirstSpikes, first_spikes, sort_inputs
+from creditlab.spiking.event_layer import FirstSpikes, SortedInputs, first_spikes, sort_inputs
 from creditlab.spiking.ncg import regulate_thresholds
 from creditlab.spiking.stdp import error_modulated_additive
 
@@ -113,12 +113,28 @@ class SupervisedSTDPRule(Rule):
         rate, floor = float(self.threshold_lr), float(clf.thresholds.min())
         before = clf.weight.detach()
         weight = before.clone()
-        monotone = clf.w_min >= 0
         batch, n = x.shape[0], clf.groups.num_neurons
         times = torch.empty(batch, n, dtype=weight.dtype, device=weight.device)
         potentials = torch.empty_like(times)
         errors_abs = torch.zeros(batch, dtype=weight.dtype, device=weight.device)
         updated = torch.zeros(batch, dtype=torch.bool, device=weight.device)
+        threads = torch.get_num_threads()
+        if x.device.type == "cpu" and threads > 1:  # tiny per-sample ops: threads would only synchronize
+            torch.set_num_threads(1)
+        try:
+            self._online(x, targets, sorted_all, counts, weight, times, potentials, errors_abs, updated, rate, floor)
+        finally:
+            torch.set_num_threads(threads)
+        clf.weight.grad = before - weight
+        loss = errors_abs[updated].mean() if bool(updated.any()) else torch.zeros((), device=x.device)
+        return StepOutput(loss, clf.class_scores(FirstSpikes(times, potentials)))
+
+    def _online(self, x: torch.Tensor, targets: torch.Tensor, sorted_all: SortedInputs, counts: list[int],
+                weight: torch.Tensor, times: torch.Tensor, potentials: torch.Tensor, errors_abs: torch.Tensor, updated: torch.Tensor,
+                rate: float, floor: float) -> None:
+        """The samples one after another, updating ``weight`` and the per-sample outputs in place."""
+        clf = self.classifier
+        monotone = clf.w_min >= 0
         for b, label in enumerate(targets.tolist()):
             spikes = first_spikes(sorted_all.row(b, counts[b]), weight, clf.training_threshold_vector(label),
                                   monotone=monotone, time_chunk=self.time_chunk)
@@ -134,9 +150,6 @@ class SupervisedSTDPRule(Rule):
                 errors_abs[b] = errors.abs().mean()
                 updated[b] = True
             self.regulate(label, single, rate, floor)
-        clf.weight.grad = before - weight
-        loss = errors_abs[updated].mean() if bool(updated.any()) else torch.zeros((), device=x.device)
-        return StepOutput(loss, clf.class_scores(FirstSpikes(times, potentials)))
 
     def regulate(self, label: int, spikes: FirstSpikes, rate: float, floor: float) -> None:
         """Competition regulation of the sample's class group (CR-2 / CR-1), if the model has it,
