@@ -130,8 +130,8 @@ class SupervisedSTDPRule(Rule):
         return StepOutput(loss, clf.class_scores(FirstSpikes(times, potentials)))
 
     def _online(self, x: torch.Tensor, targets: torch.Tensor, sorted_all: SortedInputs, counts: list[int],
-                weight: torch.Tensor, times: torch.Tensor, potentials: torch.Tensor, errors_abs: torch.Tensor, updated: torch.Tensor,
-                rate: float, floor: float) -> None:
+                weight: torch.Tensor, times: torch.Tensor, potentials: torch.Tensor, errors_abs: torch.Tensor,
+                updated: torch.Tensor, rate: float, floor: float) -> None:
         """The samples one after another, updating ``weight`` and the per-sample outputs in place."""
         clf = self.classifier
         monotone = clf.w_min >= 0
