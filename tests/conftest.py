@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,26 @@ def perturbed_vnn(layout: tuple, classes: int, kind_nonnegative: bool, seed: int
             p.add_(noise * torch.randn(p.shape, generator=gen, dtype=p.dtype))
     net.apply_constraints()
     return net
+
+
+@contextlib.contextmanager
+def killed_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> Iterator[None]:
+    """The run inside dies like a killed process: ``Rule.step`` raises KeyboardInterrupt on its
+    ``step``-th call (counting from 1); the real step is restored afterwards."""
+    from creditlab.rules import Rule
+
+    calls = {"n": 0}
+    original_step = Rule.step
+
+    def dying_step(self, inputs, targets):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt
+        return original_step(self, inputs, targets)
+
+    monkeypatch.setattr(Rule, "step", dying_step)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(Rule, "step", original_step)

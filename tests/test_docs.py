@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 LONG_MARK = "# long-running"
 SHELL_FENCES = ("```bash", "```sh", "```console", "```shell", "```")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-MACHINE_PATHS = ("/work/", "/root/", "/home/", "/tmp/")
+MACHINE_PATHS = ("/work/", "/root/", "/home/")
 
 
 def documents() -> list[Path]:

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
+from conftest import killed_at_step
 from creditlab.analysis.alignment import AlignmentTracker, measure_alignment
 from creditlab.cli import app
 from creditlab.data import Dataset
@@ -380,19 +381,8 @@ def test_a_stateful_hook_is_checkpointed_and_a_killed_run_resumes_bit_identicall
                 "model_options": {"hidden": (16,)}, "progress": False}
     full_hook = _ActivityRecorder()
     full = train_from_names(**settings, hooks=[full_hook], out_dir=str(tmp_path / "full"))
-    calls = {"n": 0}
-    original_step = Rule.step
-
-    def dying_step(self, inputs, targets):
-        calls["n"] += 1
-        if calls["n"] == 12:  # in the middle of the second epoch (8 steps per epoch)
-            raise KeyboardInterrupt
-        return original_step(self, inputs, targets)
-
-    monkeypatch.setattr(Rule, "step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_step(monkeypatch, 12):  # in the middle of the second epoch (8 steps per epoch)
         train_from_names(**settings, hooks=[_ActivityRecorder()], out_dir=str(tmp_path / "cut"))
-    monkeypatch.setattr(Rule, "step", original_step)
     resumed_hook = _ActivityRecorder()
     resumed = train_from_names(**settings, hooks=[resumed_hook], out_dir=str(tmp_path / "cut"), resume=True)
     assert resumed_hook.steps == full_hook.steps and torch.equal(resumed_hook.output_sum, full_hook.output_sum)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from creditlab.rules.base import Rule
+from conftest import killed_at_step
 from creditlab.train import train_from_names
 
 SETTINGS = {"epochs": 3, "train_limit": 1000, "test_limit": 300, "batch_size": 100, "progress": False}
@@ -22,19 +22,8 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(rule: str, mnist_sm
     options = {"model_options": {"hidden": (32, 32)}, **SETTINGS}
     full = train_from_names(rule, "mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "full"), **options)
 
-    calls = {"n": 0}
-    original_step = Rule.step
-
-    def dying_step(self, inputs, targets):  # noqa: ANN001, ANN202
-        calls["n"] += 1
-        if calls["n"] == 15:  # in the middle of the second epoch (10 steps per epoch)
-            raise KeyboardInterrupt
-        return original_step(self, inputs, targets)
-
-    monkeypatch.setattr(Rule, "step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_step(monkeypatch, 15):  # in the middle of the second epoch (10 steps per epoch)
         train_from_names(rule, "mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "cut"), **options)
-    monkeypatch.setattr(Rule, "step", original_step)
     assert _checkpoint(tmp_path / "cut")["epoch"] == 0
     resumed = train_from_names(rule, "mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "cut"),
                                resume=True, **options)

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
+from conftest import killed_at_step
 from creditlab.cli import app
 from creditlab.errors import DivergenceError, IncompatibleModelError, UnknownNameError
 from creditlab.models import build_model
@@ -65,19 +66,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(mnist_small, tmp_path, 
     settings = {**QUICK, "epochs": 3}
     full = train_from_names("bp", "lenet", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "full"), **settings)
 
-    calls = {"n": 0}
-    original_step = Rule.step
-
-    def dying_step(self, inputs, targets):
-        calls["n"] += 1
-        if calls["n"] == 15:  # in the middle of the second epoch (10 steps per epoch)
-            raise KeyboardInterrupt
-        return original_step(self, inputs, targets)
-
-    monkeypatch.setattr(Rule, "step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_step(monkeypatch, 15):  # in the middle of the second epoch (10 steps per epoch)
         train_from_names("bp", "lenet", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "cut"), **settings)
-    monkeypatch.setattr(Rule, "step", original_step)
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["epoch"] == 0
     resumed = train_from_names("bp", "lenet", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "cut"),
                                resume=True, **settings)

@@ -6,6 +6,9 @@
 variants, spiking noise, sampling, node perturbation) names itself by its parts, e.g.
 ``seeded_generator(config.seed, "eval", "ensemble-4", epoch)``, and never touches the global RNG.
 
+``numpy_generator(seed, *parts)`` is the same for code that computes in numpy (a
+``numpy.random.Generator`` seeded with ``mix_seed``).
+
 ``batch_stream_seed`` is the trainer's older linear scheme for batch order and augmentation; it is
 kept as it is because every recorded run's batches depend on it.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import zlib
 
+import numpy as np
 import torch
 
 _MASK64 = 0xFFFFFFFFFFFFFFFF
@@ -55,9 +59,14 @@ def seeded_generator(seed: int, *parts: int | str, device: torch.device | str = 
     return torch.Generator(device=device).manual_seed(mix_seed(seed, *parts))
 
 
+def numpy_generator(seed: int, *parts: int | str) -> np.random.Generator:
+    """A ``numpy.random.Generator`` (PCG64) seeded with ``mix_seed(seed, *parts)``."""
+    return np.random.default_rng(mix_seed(seed, *parts))
+
+
 def batch_stream_seed(seed: int, epoch: int, stream: int) -> int:
     """The trainer's seed of epoch ``epoch``'s batch order (stream 0) or augmentation (stream 1)."""
     return seed * 1_000_003 + epoch * 7919 + stream
 
 
-__all__ = ["batch_stream_seed", "mix_seed", "seeded_generator"]
+__all__ = ["batch_stream_seed", "mix_seed", "numpy_generator", "seeded_generator"]

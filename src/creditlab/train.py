@@ -268,7 +268,12 @@ def _restore_hooks(hooks: Sequence[Any], saved: list[Any], path: Path) -> None:
         if index >= len(saved) or saved[index] is None:
             raise CreditlabError(f"--resume: checkpoint {path} holds no state for hook {index} "
                                  f"({type(hook).__name__}); resume with the hooks the run was started with")
-        hook.load_state_dict(saved[index])
+        try:
+            hook.load_state_dict(saved[index])
+        except (CreditlabError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CreditlabError(f"--resume: the state of hook {index} ({type(hook).__name__}) in checkpoint "
+                                 f"{path} does not fit this run ({first})") from None
 
 
 def _is_better(value: float, best: float, higher_is_better: bool) -> bool:

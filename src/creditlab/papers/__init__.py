@@ -1,5 +1,6 @@
 """The papers' own numbers, once each: one module per paper (``gevb``, ``biotorch``, ``song2021``,
-``anchors``), every entry a :class:`PaperValue` with its status and source.
+``gaitprop``, ``esser2015``, ``portes2022``, ``anchors``), every entry a :class:`PaperValue` with its
+status and source.
 
 This package imports nothing of creditlab's experiments or report. :func:`paper_accuracy` and
 :func:`paper_step_time_ratio` look a training cell up across the papers in creditlab's names (rule,

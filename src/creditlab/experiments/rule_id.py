@@ -1,0 +1,580 @@
+"""Rule identification (issue 21): ``rule-id-feedforward``, ``rule-id-bmi``, ``rule-id-library``.
+
+Portes, Schmid & Murray, "Distinguishing Learning Rules with Brain Machine Interfaces" (NeurIPS 2022):
+the feedforward SL-vs-RL model and the BMI recurrent-network experiment; then, beyond the paper,
+identifying which creditlab rule trained a network from observables recorded during training.
+Models, equations and departures: :mod:`creditlab.analysis.rule_id`. Every number printed here is
+also in the records the experiment writes (``results.jsonl`` in ``--out``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from creditlab.analysis.rule_id import bmi as bmi_lib
+from creditlab.analysis.rule_id import feedforward as ff
+from creditlab.analysis.rule_id import library as lib
+from creditlab.errors import CreditlabError, IncompatibleModelError
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
+from creditlab.papers import portes2022
+from creditlab.report.headline import Headline, least_sure
+from creditlab.report.render import Table
+from creditlab.results import make_record
+from creditlab.seeding import numpy_generator
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _int_option(ctx: ExperimentContext, key: str, quick: int, full: int, minimum: int = 1) -> int:
+    """``ctx.options[key]`` (or the quick/full default) as an int >= minimum, else a CreditlabError."""
+    value = ctx.options.get(key)
+    value = (quick if ctx.quick else full) if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise CreditlabError(f"--opt {key}: must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _list_option(ctx: ExperimentContext, key: str, default: list[Any], valid: Callable[[Any], bool],
+                 what: str) -> list[Any]:
+    value = ctx.options.get(key)
+    if value is None:
+        return list(default)
+    value = list(value) if isinstance(value, list | tuple) else [value]
+    bad = [v for v in value if not valid(v)]
+    if not value or bad:
+        raise CreditlabError(f"--opt {key}: {what}; got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# feedforward
+# ---------------------------------------------------------------------------------------------
+FF_SWEEPS: dict[str, tuple[dict[str, Any], str, list[Any]]] = {
+    # name: (changes to the base setting, swept field, values)
+    "observed_trials": ({}, "observed_trials", [2, 3, 5, 10, 20, 50]),
+    "learning_trials": ({}, "learning_trials", [5, 10, 20, 50, 100, 200, 400]),
+    "noise_std": ({}, "noise_std", [0.05, 0.1, 0.3, 1.0, 3.0]),
+    "overlap": ({}, "overlap", [0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0]),
+    "anisotropy_with_sigma": ({"overlap": 1.0}, "anisotropy", [1.0, 3.0, 10.0, 30.0, 100.0]),
+    "anisotropy_without_sigma": ({"overlap": 1.0, "use_sigma": False}, "anisotropy", [1.0, 3.0, 10.0, 30.0, 100.0]),
+    "failure_m_toward_sigma_d": ({}, "m_toward_sigma", [0.0, 0.25, 0.5, 0.75, 0.9, 1.0]),
+    "running_baseline_learning_trials": ({"baseline": "running"}, "learning_trials", [5, 10, 20, 50, 100, 200, 400]),
+}
+
+
+FF_OPTIONS = {
+    "replicates": ExperimentOption(None, "SL and as many RL experiments per point [default: 200; quick: 12]"),
+    "sweeps": ExperimentOption(None, f"sweeps to run, a list from {', '.join(FF_SWEEPS)} [default: all]"),
+}
+
+
+def feedforward_summary(records: list[dict[str, Any]]) -> list[Table]:
+    """One row per sweep: the balanced accuracy at each swept value, and where it first reaches 95%."""
+    rows = []
+    for record in sorted(records, key=lambda r: list(FF_SWEEPS).index(r["name"].split("/", 1)[1])
+                         if r["name"].split("/", 1)[1] in FF_SWEEPS else 99):
+        points = record["final"]["points"]
+        reached = [p["value"] for p in points if p["accuracy"] >= 0.95]
+        rows.append([record["name"].split("/", 1)[1], points[0]["field"],
+                     ", ".join(f"{p['value']}: {p['accuracy']:.3f}" for p in points),
+                     ", ".join(map(str, reached)) or "none", str(record["config"]["replicates"])])
+    base = records[0]["config"]["base"] if records else {}
+    notes = ["Balanced accuracy of 'RL iff c_RL > c_SL' (c_X: mean cosine of the observed activity change "
+             "with rule X's prediction), SL and RL experiments in equal numbers per point.",
+             "Base setting: " + ", ".join(f"{k} {v}" for k, v in base.items()) + ".",
+             "The paper reports no accuracy for this model (its equations 11 and 13 could not be read; "
+             "portes2022 status for the feedforward model: not available)."]
+    return [Table(["sweep", "swept", "value: accuracy", "values with >= 0.95", "replicates"], rows, notes,
+                  title="Feedforward SL vs RL: identification accuracy")]
+
+
+@register_experiment("rule-id-feedforward",
+                     "Portes et al. 2022 feedforward model: SL (credit matrix M) vs RL (node perturbation) "
+                     "identified from activity changes; accuracy vs trials, noise, overlap, anisotropy",
+                     summary=feedforward_summary, options=FF_OPTIONS)
+def run_feedforward(ctx: ExperimentContext) -> list[dict[str, Any]]:
+    """Every sweep of FF_SWEEPS with ``replicates`` SL and as many RL experiments per point."""
+    replicates = _int_option(ctx, "replicates", 12, 200)
+    sweeps = _list_option(ctx, "sweeps", list(FF_SWEEPS), lambda v: v in FF_SWEEPS,
+                          f"valid sweeps: {', '.join(FF_SWEEPS)}")
+    base = ff.FeedforwardSetting()
+    records = []
+    panels: dict[str, list[dict[str, Any]]] = {}
+    for name in sweeps:
+        changes, field, values = FF_SWEEPS[name]
+        if ctx.quick:
+            values = values[:2] + values[-1:]
+        started = time.perf_counter()
+        points = ff.sweep(dataclasses.replace(base, **changes), field, values, replicates, ctx.seed)
+        record = make_record("reproduce", f"rule-id-feedforward/{name}",
+                             {"base": dataclasses.asdict(base), "changes": changes, "field": field, "values": values,
+                              "replicates": replicates, "seed": ctx.seed, "quick": ctx.quick},
+                             {"points": points}, wall_time_s=time.perf_counter() - started)
+        ctx.record(record)
+        records.append(record)
+        panels[name] = points
+    print(f"\nrule-id-feedforward{' (quick: smoke numbers, not results)' if ctx.quick else ''}: balanced accuracy "
+          f"of 'RL iff c_RL > c_SL' ({replicates} SL + {replicates} RL experiments per point)")
+    for name, points in panels.items():
+        cells = "  ".join(f"{p['value']}:{p['accuracy']:.3f}" for p in points)
+        print(f"{name:<34} {cells}")
+    _feedforward_figure(ctx, panels)
+    return records
+
+
+def _feedforward_figure(ctx: ExperimentContext, panels: dict[str, list[dict[str, Any]]]) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    columns = 4
+    rows = max(1, math.ceil(len(panels) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(16, 3.9 * rows), layout="constrained", squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, points) in zip(axes.ravel(), panels.items(), strict=False):
+        x = [p["value"] for p in points]
+        ax.plot(x, [p["accuracy"] for p in points], "o-k", label="balanced")
+        ax.plot(x, [p["accuracy_sl"] for p in points], "s--", color="tomato", label="SL runs called SL")
+        ax.plot(x, [p["accuracy_rl"] for p in points], "^--", color="darkblue", label="RL runs called RL")
+        ax.axhline(0.95, color="grey", lw=0.8, ls=":")
+        ax.axhline(0.5, color="grey", lw=0.8)
+        ax.set_title(name.replace("_", " "), fontsize=9)
+        ax.set_xlabel(points[0]["field"].replace("_", " "), fontsize=9)
+        ax.set_ylim(0, 1.02)
+        if points[0]["field"] in ("observed_trials", "learning_trials", "noise_std", "anisotropy"):
+            ax.set_xscale("log")
+            ax.set_xticks(x, [f"{v:g}" for v in x], fontsize=8)  # the swept values, no crowded minor labels
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(labelsize=8)
+    for row in axes:
+        row[0].set_ylabel("identification accuracy", fontsize=9)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Feedforward SL vs RL: 'RL iff cos(dh, Sigma-hat D^T e) > cos(dh, M e)'")
+    ctx.figure(fig, "rule_id_feedforward")
+
+
+# ---------------------------------------------------------------------------------------------
+# BMI recurrent network
+# ---------------------------------------------------------------------------------------------
+BMI_OPTIONS = {
+    "seeds": ExperimentOption(None, "network seeds [default: the authors' 0, 22, 33, 47; quick: 0, 22]"),
+    "sl_overlaps": ExperimentOption(None, "sim(M, W_bmi1^T) values for SL [default: 0.4..1.0; quick: 0.4, 1.0]"),
+    "rl_overlaps": ExperimentOption(None, "sim(M-hat, W_bmi1) values for RL [default: 0.2..1.0; quick: 0.2, 1.0]"),
+}
+
+
+def _bmi_plan(ctx: ExperimentContext) -> tuple[bmi_lib.BMISetting, list[int], dict[str, list[float]]]:
+    if ctx.quick:
+        setting = bmi_lib.BMISetting(pretrain_trials=200, train_trials=60, window=30)
+        seeds, overlaps = [0, 22], {"sl": [0.4, 1.0], "rl": [0.2, 1.0]}
+    else:
+        setting = bmi_lib.BMISetting()
+        seeds, overlaps = list(portes2022.SEEDS), {rule: list(portes2022.OVERLAPS[rule]) for rule in ("sl", "rl")}
+    seeds = _list_option(ctx, "seeds", seeds, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                         "seeds are integers >= 0")
+    for rule in ("sl", "rl"):
+        overlaps[rule] = _list_option(ctx, f"{rule}_overlaps", overlaps[rule],
+                                      lambda v: isinstance(v, int | float) and not isinstance(v, bool) and -1 <= v <= 1,
+                                      "overlaps are flat cosines in [-1, 1]")
+    return setting, seeds, overlaps
+
+
+def bmi_summary(records: list[dict[str, Any]]) -> list[Table]:
+    """Per trained-with rule: our mean (sd) correlation with each prediction beside the authors' figure
+    data (with its status), then the significance tests."""
+    tables, tests = [], []
+    for record in sorted(records, key=lambda r: r["name"]):
+        final, rule = record["final"], record["config"]["rule"]
+        rows = []
+        for i, overlap in enumerate(final["overlaps"]):
+            row = [f"{overlap:g}"]
+            for key in ("corr_m", "corr_w_bmi1", "corr_w_bmi0"):
+                paper = portes2022.paper_correlation(rule, key, overlap)
+                row += [f"{final[f'{key}_mean'][i]:+.3f} ({final[f'{key}_sd'][i]:.3f})",
+                        "–" if paper is None else f"{paper.value:+.3f}" + (f" ({paper.sd:.3f})" if paper.sd else "")]
+            rows.append(row)
+        statuses = sorted({v.status for (r, _, _), v in portes2022.CORRELATION.items() if r == rule})
+        tables.append(Table(
+            ["overlap", "M pred.", "M pred. (paper)", "W_bmi1 pred.", "W_bmi1 pred. (paper)", "W_bmi0 pred.",
+             "W_bmi0 pred. (paper)"], rows,
+            [f"Corr(dF_obs, dF_pred): mean (sd) over seeds {final['seeds']}; x-axis "
+             f"{'sim(M, W_bmi1^T)' if rule == 'sl' else 'sim(M-hat, W_bmi1)'}.",
+             f"Paper: {portes2022.SOURCES[rule]}; status {', '.join(statuses)} ({portes2022.NOTE})."],
+            title=f"BMI RNN trained with {'SL (RFLO with M)' if rule == 'sl' else 'RL (REINFORCE)'}"))
+        tests.append([rule.upper(), f"{final['rule_prediction']} - {final['other_prediction']}",
+                      str(final["pairs_tested"]), f"{final['mean_difference']:+.3f}", f"{final['sign_flip_p']:.2g}"])
+    sig = portes2022.SIGNIFICANCE
+    tables.append(Table(["trained with", "difference", "(seed, overlap < 1) pairs", "mean", "sign-flip p"], tests,
+                        ["Two-sided paired sign-flip permutation test (exact up to 16 pairs, else 20000 draws).",
+                         f"Paper's significance tests: {sig.status} ({sig.note})."],
+                        title="BMI RNN: is the rule's own prediction the better one?"))
+    return tables
+
+
+@register_experiment("rule-id-bmi",
+                     "Portes et al. 2022 BMI RNN: center-out reach, decoder switch, RFLO with M vs REINFORCE, "
+                     "flow-field change vs each decoder's prediction", summary=bmi_summary, options=BMI_OPTIONS)
+def run_bmi(ctx: ExperimentContext) -> list[dict[str, Any]]:
+    """Pretrain once, then for each rule every (seed, overlap) network at once; sign-flip tests."""
+    setting, seeds, overlaps = _bmi_plan(ctx)
+    started = time.perf_counter()
+    net = bmi_lib.pretrain(setting)
+    pretrain_s = time.perf_counter() - started
+    records, results = [], {}
+    test_rng = numpy_generator(ctx.seed, "rule-id-bmi", "sign-flip")
+    for rule in ("sl", "rl"):
+        started = time.perf_counter()
+        res = bmi_lib.retrain_and_score(setting, net, rule, seeds, overlaps[rule], ctx.seed)
+        elapsed = time.perf_counter() - started
+        predicted, other = ("corr_m", "corr_w_bmi1") if rule == "sl" else ("corr_w_bmi1", "corr_m")
+        below_one = np.asarray(overlaps[rule]) < 0.999
+        diff = (res[predicted] - res[other])[:, below_one]
+        final = {
+            "overlaps": overlaps[rule], "seeds": seeds,
+            **{f"{k}_mean": res[k].mean(0).tolist() for k in ("corr_w_bmi0", "corr_w_bmi1", "corr_m")},
+            **{f"{k}_sd": res[k].std(0).tolist() for k in ("corr_w_bmi0", "corr_w_bmi1", "corr_m")},
+            **{f"{k}_per_seed": res[k].tolist() for k in ("corr_w_bmi0", "corr_w_bmi1", "corr_m")},
+            "loss_before_mean": float(res["loss_before"].mean()), "loss_after_mean": float(res["loss_after"].mean()),
+            "pretrain_loss_first_100": float(net["loss"][:100].mean()),
+            "pretrain_loss_last_100": float(net["loss"][-100:].mean()),
+            "cos_m_w_bmi1": res["cos_m_w_bmi1"].mean(0).tolist(),
+            "cos_w_bmi0_w_bmi1": float(res["cos_w_bmi0_w_bmi1"].mean()),
+            "rule_prediction": predicted, "other_prediction": other,
+            "pairs_tested": int(diff.size), "mean_difference": float(diff.mean()) if diff.size else math.nan,
+            "sign_flip_p": bmi_lib.sign_flip_test(diff, test_rng) if diff.size else math.nan,
+            "pretrain_wall_time_s": round(pretrain_s, 2),
+        }
+        record = make_record("reproduce", f"rule-id-bmi/{rule}",
+                             {"setting": dataclasses.asdict(setting), "rule": rule, "seeds": seeds,
+                              "overlaps": overlaps[rule], "seed": ctx.seed, "quick": ctx.quick}, final,
+                             wall_time_s=elapsed)
+        ctx.record(record)
+        records.append(record)
+        results[rule] = final
+        ctx.out_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(ctx.out_dir / f"bmi_{rule}_correlations.npz",
+                 **{k: v for k, v in res.items() if isinstance(v, np.ndarray)})
+    print(f"\nrule-id-bmi{' (quick: smoke numbers, not results)' if ctx.quick else ''}: mean held-out cosine of "
+          "the observed flow-field change with each prediction (mean over seeds)")
+    for rule, final in results.items():
+        print(f"{rule.upper()}-trained; overlap: " + "  ".join(f"{o:.1f}" for o in final["overlaps"]))
+        for key in ("corr_m", "corr_w_bmi1", "corr_w_bmi0"):
+            print(f"  {key:<12} " + "  ".join(f"{v:+.3f}" for v in final[f"{key}_mean"]))
+        for key in ("corr_m", "corr_w_bmi1"):
+            paper = [(o, portes2022.paper_correlation(rule, key, o)) for o in portes2022.OVERLAPS[rule]]
+            print(f"  paper {key:<6} " + "  ".join(f"{o}:{v.value:+.3f}" for o, v in paper if v is not None))
+        print(f"  {final['rule_prediction']} - {final['other_prediction']} over {final['pairs_tested']} "
+              f"(seed, overlap<1) pairs: mean {final['mean_difference']:+.3f}, "
+              f"sign-flip p = {final['sign_flip_p']:.2g}")
+    _bmi_figure(ctx, results)
+    return records
+
+
+def _bmi_figure(ctx: ExperimentContext, results: dict[str, dict[str, Any]]) -> None:
+    import matplotlib.pyplot as plt
+
+    colors = {"corr_w_bmi0": "teal", "corr_w_bmi1": "darkblue", "corr_m": "tomato"}
+    labels = {"corr_w_bmi0": "W_bmi0 (old decoder)", "corr_w_bmi1": "W_bmi1 (RL prediction)",
+              "corr_m": "M (SL prediction)"}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (rule, final) in zip(axes, results.items(), strict=True):
+        x = np.asarray(final["overlaps"])
+        for key, color in colors.items():
+            per_seed = np.asarray(final[f"{key}_per_seed"])
+            for row in per_seed:  # the distribution over seeds
+                ax.scatter(x + {"corr_w_bmi0": -0.012, "corr_w_bmi1": 0.0, "corr_m": 0.012}[key], row,
+                           s=10, color=color, alpha=0.5)
+            ax.plot(x, per_seed.mean(0), "-", color=color, label=labels[key])
+            paper = [(o, portes2022.paper_correlation(rule, key, o)) for o in portes2022.OVERLAPS[rule]]
+            paper = [(o, v.value) for o, v in paper if v is not None]
+            if paper:
+                ax.plot(*zip(*paper, strict=True), "x:", color=color, alpha=0.8)
+        ax.set_title(f"trained with {'SL (RFLO with M)' if rule == 'sl' else 'RL (REINFORCE)'}; "
+                     f"p = {final['sign_flip_p']:.2g}", fontsize=9)
+        ax.set_xlabel("sim(M, W_bmi1^T)" if rule == "sl" else "sim(M-hat, W_bmi1)")
+        ax.set_ylabel("Corr(dF_obs, dF_pred)")
+    axes[0].legend(fontsize=7, title="dots: seeds; x: authors' figure data", title_fontsize=7)
+    ctx.figure(fig, "rule_id_bmi")
+
+
+# ---------------------------------------------------------------------------------------------
+# library rules
+# ---------------------------------------------------------------------------------------------
+LIBRARY_ARCHS = {"train": {"hidden": (32,)}, "held_out": {"hidden": (48, 24)}}
+#: the common training protocol of every library run (a rule that fixes other settings is left out)
+LIBRARY_TRAINING = {"batch_size": 64, "lr": 1e-3, "optimizer": "adam", "test_limit": 1000}
+
+LIBRARY_OPTIONS = {
+    "rules": ExperimentOption(None, "rules to identify (>= 2, each must train the MLPs) [default: every "
+                                    "registered rule that can]"),
+    "train_seeds": ExperimentOption(None, "training seeds per rule [default: 8; quick: 2]"),
+    "test_seeds": ExperimentOption(None, "held-out seeds per rule [default: 4; quick: 1]"),
+    "arch_seeds": ExperimentOption(None, "held-out-architecture seeds per rule [default: 4; quick: 1]"),
+    "train_limit": ExperimentOption(None, "MNIST training images per run [default: 2048; quick: 256]"),
+    "epochs": ExperimentOption(None, "epochs per run [default: 2; quick: 1]"),
+    "every": ExperimentOption(None, "record the observables every N steps [default: 4; quick: 1]"),
+    "timepoints": ExperimentOption(None, "records the classifier reads (>= 2) [default: 8; quick: 4]"),
+    "reuse": ExperimentOption(False, "reuse each run's observables.npz in --out when it was recorded for the "
+                                     "same run (a corrupt or foreign file is refused)"),
+}
+
+
+def library_rules(model_builder: Callable[[dict[str, Any]], Any], config: Any = None
+                  ) -> tuple[list[str], dict[str, str]]:
+    """Rules of the registry whose own check accepts the model(s) (and whose optimizer requirement, if
+    any, allows ``config``), and why the others are left out."""
+    from creditlab.optim import check_requirement
+    from creditlab.rules import RULES
+
+    accepted, refused = [], {}
+    for name in RULES.names():
+        rule_class = RULES.get(name)
+        try:
+            for arch in LIBRARY_ARCHS.values():
+                rule_class.check_model(model_builder(arch))
+            if config is not None:
+                check_requirement(rule_class.optimizer_requirement, config)
+        except (IncompatibleModelError, CreditlabError) as error:
+            refused[name] = str(error)
+        else:
+            accepted.append(name)
+    return accepted, refused
+
+
+def _chosen_rules(ctx: ExperimentContext, accepted: list[str], refused: dict[str, str]) -> list[str]:
+    """``--opt rules=[...]``, each of which must be trainable here; at least two rules to tell apart."""
+    rules = _list_option(ctx, "rules", accepted, lambda v: isinstance(v, str), "a list of rule names")
+    for name in rules:
+        if name in refused:
+            raise CreditlabError(f"--opt rules: rule {name!r} cannot be identified here: {refused[name]}")
+        if name not in accepted:
+            raise CreditlabError(f"--opt rules: unknown rule {name!r}; valid: {', '.join(accepted)}")
+    if len(set(rules)) < 2:
+        raise CreditlabError(f"--opt rules: identification needs at least 2 distinct rules to tell apart, got "
+                             f"{rules!r}; valid: {', '.join(accepted)}")
+    return list(dict.fromkeys(rules))
+
+
+def _classify(features: dict[str, dict[str, list[np.ndarray]]], labels: dict[str, list[int]], classes: int
+              ) -> dict[str, dict[str, Any]]:
+    """Per feature scaling: classifier trained on the training seeds; accuracy and confusion per split."""
+    out: dict[str, dict[str, Any]] = {}
+    for scaling, by_split in features.items():
+        classifier = lib.LogisticClassifier().fit(np.stack(by_split["train"]), np.asarray(labels["train"]), classes)
+        result: dict[str, Any] = {}
+        for split in ("train", "test", "held_out"):
+            predicted = classifier.predict(np.stack(by_split[split]))
+            truth = np.asarray(labels[split])
+            result[f"{split}_accuracy"] = float((predicted == truth).mean())
+            if split != "train":
+                result[f"{split}_confusion"] = lib.confusion_matrix(truth, predicted, classes).tolist()
+        out[scaling] = result
+    return out
+
+
+def library_summary(records: list[dict[str, Any]]) -> list[Table]:
+    """The held-out accuracy table (per feature scaling) and the confusion matrices of the primary one."""
+    tables: list[Table] = []
+    for record in records:
+        final, config = record["final"], record["config"]
+        rules = final["rules"]
+        by_scaling = final["by_scaling"]
+        rows = [[scaling, _fmt(r["train_accuracy"]), _fmt(r["test_accuracy"]), _fmt(r["held_out_accuracy"]),
+                 _fmt(final["chance"])] for scaling, r in by_scaling.items()]
+        archs = config["archs"]
+        notes = [f"{len(rules)} rules ({', '.join(rules)}); MLP {archs['train']} for training and held-out seeds, "
+                 f"{archs['held_out']} for the held-out architecture; {config['train_limit']} MNIST images, "
+                 f"{config['epochs']} epochs, {config['optimizer']} lr {config['lr']}, batch {config['batch_size']}.",
+                 "Feature scaling 'none': statistics as recorded; 'init': each layer's statistics divided by its "
+                 "scale at initialization (creditlab.analysis.rule_id.library.scale_normalised).",
+                 "Beyond the paper: no published number to compare with (status: not available)."]
+        if final.get("refused"):
+            notes.append("Left out (cannot train the MLPs under this protocol): " + ", ".join(final["refused"]) + ".")
+        tables.append(Table(["features", "train seeds", "held-out seeds", "held-out architecture", "chance"], rows,
+                            notes, title="Which creditlab rule trained the network: held-out accuracy"))
+        mean_accuracy: dict[tuple[str, str], list[float]] = {}
+        for run in final["runs"]:
+            mean_accuracy.setdefault((run["rule"], run["split"]), []).append(run["test_accuracy"])
+        primary = final["primary_scaling"]
+        for split in ("test", "held_out"):
+            counts = by_scaling[primary][f"{split}_confusion"]
+            rows = [[rule, *map(str, row), _fmt(float(np.mean(mean_accuracy.get((rule, split), [math.nan]))))]
+                    for rule, row in zip(rules, counts, strict=True)]
+            tables.append(Table(["true rule \\ called", *rules, "MNIST test acc."], rows,
+                                [f"Rows: the rule that trained the run; columns: the classifier's call "
+                                 f"(features '{primary}'); last column: the runs' mean MNIST test accuracy."],
+                                title=f"Confusion, held-out {'seeds' if split == 'test' else 'architecture'}"))
+    return tables
+
+
+def _observables(ctx: ExperimentContext, run_dir: Any, run_config: dict[str, Any], learner: Any, data: Any,
+                 config: Any, probe: torch.Tensor, every: int) -> tuple[np.ndarray, float | None]:
+    """The run's observables: trained now with the recorder as a trainer step hook, or (``reuse``) read
+    from its ``observables.npz`` if that was recorded for this very run."""
+    from creditlab.train import fit
+
+    path = run_dir / lib.OBSERVABLES_NAME
+    if ctx.options.get("reuse") and path.exists():
+        loaded = lib.load_observables(path, run_config)
+        return loaded["values"], None
+    recorder = lib.ObservableRecorder(probe, every=every)
+    summary = fit(learner, data, config, hooks=[recorder])
+    return lib.load_observables(recorder.save(run_dir, run_config), run_config)["values"], summary["test_accuracy"]
+
+
+@register_experiment("rule-id-library",
+                     "Beyond the paper: which creditlab rule trained a small MLP, from weight/update/activation "
+                     "statistics recorded during training (held-out seeds and architecture)",
+                     summary=library_summary, options=LIBRARY_OPTIONS)
+def run_library(ctx: ExperimentContext) -> list[dict[str, Any]]:
+    """Train every compatible rule over seeds; classify trajectories; held-out accuracy and confusion."""
+    from creditlab.data import load_dataset
+    from creditlab.models import build_model
+    from creditlab.rules import RULES
+    from creditlab.train import TrainConfig, prepare
+
+    torch.set_num_threads(1)
+    n_train_seeds = _int_option(ctx, "train_seeds", 2, 8)
+    n_test_seeds = _int_option(ctx, "test_seeds", 1, 4)
+    n_arch_seeds = _int_option(ctx, "arch_seeds", 1, 4)
+    train_limit = _int_option(ctx, "train_limit", 256, 2048)
+    epochs = _int_option(ctx, "epochs", 1, 2)
+    every = _int_option(ctx, "every", 1, 4)
+    timepoints = _int_option(ctx, "timepoints", 4, 8, minimum=2)
+    steps = epochs * math.ceil(train_limit / LIBRARY_TRAINING["batch_size"])
+    if steps // every + 1 < timepoints:
+        raise CreditlabError(f"--opt timepoints={timepoints}: a run records only {steps // every + 1} times "
+                             f"({steps} steps, every {every}); lower timepoints or every, or train longer")
+    probe_config = TrainConfig(epochs=epochs, seed=ctx.seed, train_limit=train_limit, progress=False,
+                               **LIBRARY_TRAINING)
+    accepted, refused = library_rules(lambda arch: build_model("mlp", (1, 28, 28), 10, **arch), probe_config)
+    rules = _chosen_rules(ctx, accepted, refused)
+    data = load_dataset("mnist", ctx.data_dir, "cpu", 0.0, 0, "standard")
+    probe = data.train_x[-256:]  # outside every run's training subset
+    plan = [("train", s) for s in range(n_train_seeds)] + [("test", 100 + s) for s in range(n_test_seeds)] + \
+        [("held_out", 200 + s) for s in range(n_arch_seeds)]
+    features: dict[str, dict[str, list[np.ndarray]]] = {
+        scaling: {"train": [], "test": [], "held_out": []} for scaling in lib.FEATURE_SCALINGS}
+    labels: dict[str, list[int]] = {"train": [], "test": [], "held_out": []}
+    runs = []
+    started_all = time.perf_counter()
+    for label, rule in enumerate(rules):
+        takes_seed = "seed" in inspect.signature(RULES.get(rule).__init__).parameters
+        for split, seed in plan:
+            arch = LIBRARY_ARCHS["held_out" if split == "held_out" else "train"]
+            config = TrainConfig(epochs=epochs, seed=ctx.seed + seed, train_limit=train_limit, progress=False,
+                                 **LIBRARY_TRAINING)
+            rule_options = {"seed": ctx.seed + seed} if takes_seed else {}
+            run_config = {"rule": rule, "rule_options": rule_options, "hidden": list(arch["hidden"]),
+                          "every": every, **{k: v for k, v in dataclasses.asdict(config).items()
+                                             if k in ("epochs", "seed", "train_limit", *LIBRARY_TRAINING)}}
+            learner = prepare(rule, "mlp", "mnist", config, rule_options, dict(arch))
+            run_dir = ctx.out_dir / "library_runs" / f"{rule}-{split}-seed{seed}"
+            started = time.perf_counter()
+            values, test_accuracy = _observables(ctx, run_dir, run_config, learner, data, config, probe, every)
+            for scaling in lib.FEATURE_SCALINGS:
+                features[scaling][split].append(lib.trajectory_features(values, timepoints, scaling))
+            labels[split].append(label)
+            runs.append({"rule": rule, "split": split, "seed": seed, "hidden": list(arch["hidden"]),
+                         "test_accuracy": test_accuracy, "observables": str(run_dir / lib.OBSERVABLES_NAME),
+                         "records": len(values), "wall_time_s": round(time.perf_counter() - started, 2)})
+    by_scaling = _classify(features, labels, len(rules))
+    primary = "init"
+    final: dict[str, Any] = {"rules": rules, "refused": refused, "chance": 1 / len(rules), "runs": runs,
+                             "primary_scaling": primary, "by_scaling": by_scaling, **by_scaling[primary]}
+    config_rec = {"archs": {k: list(v["hidden"]) for k, v in LIBRARY_ARCHS.items()}, "train_limit": train_limit,
+                  "epochs": epochs, "every": every, "timepoints": timepoints, "seeds": plan, "seed": ctx.seed,
+                  "quick": ctx.quick, "rules": rules, **LIBRARY_TRAINING}
+    record = make_record("reproduce", "rule-id-library", config_rec, final,
+                         wall_time_s=time.perf_counter() - started_all)
+    ctx.record(record)
+    print(f"\nrule-id-library{' (quick: smoke numbers, not results)' if ctx.quick else ''}: {len(rules)} rules "
+          f"({', '.join(rules)}), chance {1 / len(rules):.3f}")
+    if refused:
+        print("left out (cannot train the MLPs under this protocol): " + ", ".join(refused))
+    for scaling, result in by_scaling.items():
+        print(f"accuracy, features '{scaling}': train seeds {result['train_accuracy']:.3f}, held-out seeds "
+              f"{result['test_accuracy']:.3f}, held-out architecture {result['held_out_accuracy']:.3f}")
+    for split in ("test", "held_out"):
+        print(f"confusion ({split}, features '{primary}'; rows: true rule, columns: called):")
+        for name, row in zip(rules, final[f"{split}_confusion"], strict=True):
+            print(f"  {name:<18} " + " ".join(f"{v:3d}" for v in row))
+    _library_figure(ctx, final)
+    return [record]
+
+
+def _library_figure(ctx: ExperimentContext, final: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    rules = final["rules"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, split in zip(axes, ("test", "held_out"), strict=True):
+        counts = np.asarray(final[f"{split}_confusion"])
+        ax.imshow(counts, cmap="Blues")
+        for i in range(len(rules)):
+            for j in range(len(rules)):
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(rules)), rules, rotation=60, fontsize=8)
+        ax.set_yticks(range(len(rules)), rules, fontsize=8)
+        ax.set_title(f"{split.replace('_', '-')} {'seeds' if split == 'test' else 'architecture'}: "
+                     f"accuracy {final[f'{split}_accuracy']:.2f} (chance {final['chance']:.2f}; features "
+                     f"'{final['primary_scaling']}')", fontsize=9)
+        ax.set_xlabel("called")
+        ax.set_ylabel("true rule")
+    ctx.figure(fig, "rule_id_library_confusion")
+
+
+@register_headline("rule-identification", order=90)
+def rule_id_headline(records: list[dict[str, Any]]) -> list[Headline]:
+    """The feedforward decision's accuracy, the BMI correlations beside the authors' figure data, and the
+    library identification's held-out accuracy."""
+    full = [r for r in records if str(r.get("name", "")).startswith("rule-id-") and not r["config"].get("quick")]
+    rows = []
+    observed = [r for r in full if r["name"] == "rule-id-feedforward/observed_trials"]
+    if observed:
+        points = observed[-1]["final"]["points"]
+        best = next((p for p in points if p["accuracy"] >= 0.95), None)
+        if best is not None:
+            rows.append(Headline(
+                "Portes, Schmid & Murray 2022", "feedforward model: SL (mismatched M) told from RL by the statistic",
+                f"accuracy {best['accuracy']:.3f} from {best['value']} observed trials per condition",
+                "no released numbers for the feedforward model", "not available",
+                f"{points[0]['replicates']} SL + {points[0]['replicates']} RL simulated experiments per point",
+                "docs/papers/rule-identification.md"))
+    for rule, overlap, ours_key, other_key in (("sl", 0.4, "corr_m", "corr_w_bmi1"),
+                                               ("rl", 0.2, "corr_w_bmi1", "corr_m")):
+        bmi = [r for r in full if r["name"] == f"rule-id-bmi/{rule}"]
+        if not bmi or overlap not in bmi[-1]["final"]["overlaps"]:
+            continue
+        final, i = bmi[-1]["final"], bmi[-1]["final"]["overlaps"].index(overlap)
+        theirs = [portes2022.paper_correlation(rule, key, overlap) for key in (ours_key, other_key)]
+        names = {"corr_m": "M" if rule == "sl" else "M̂", "corr_w_bmi1": "new decoder"}
+        rows.append(Headline(
+            "Portes, Schmid & Murray 2022", f"BMI RNN trained with {rule.upper()}: corr. of the activity change "
+            f"with each prediction at overlap {overlap:g}",
+            f"{names[ours_key]} {final[f'{ours_key}_mean'][i]:+.3f} vs {names[other_key]} "
+            f"{final[f'{other_key}_mean'][i]:+.3f} (sign-flip p = {final['sign_flip_p']:.1g})",
+            " vs ".join(f"{v.value:+.3f}" for v in theirs if v is not None),
+            least_sure([v.status for v in theirs if v]),
+            f"seeds {', '.join(map(str, final['seeds']))} (the authors')", "docs/papers/rule-identification.md"))
+    library = [r for r in full if r["name"] == "rule-id-library"]
+    if library:
+        final = library[-1]["final"]
+        rows.append(Headline(
+            "beyond Portes et al. (Nayebi et al. 2020 spirit)",
+            f"which of {len(final['rules'])} creditlab rules trained a network, from activity and weight statistics",
+            f"held-out seeds {final['test_accuracy']:.3f}, held-out architecture "
+            f"{final['held_out_accuracy']:.3f} (chance {final['chance']:.3f})", "–", "not available",
+            f"{len(final.get('runs') or [])} small MLP runs on a MNIST subset",
+            "docs/papers/rule-identification.md"))
+    return rows

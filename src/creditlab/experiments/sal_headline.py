@@ -1,0 +1,75 @@
+"""SAL (Gierlich et al. 2025): README's rows, one per experiment, from the records of ``sal-sampling``,
+``sal-microcircuit`` and ``sal-deep`` (the paper's figure values are not available)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from creditlab.experiments import register_headline
+from creditlab.report.headline import Headline
+
+PAPER = "Gierlich et al. 2025 (SAL)"
+PAGE = "docs/papers/sal.md"
+UNAVAILABLE = "no figure values or logs published"
+
+
+def _newest(records: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
+    newest: dict[str, dict[str, Any]] = {}
+    for record in sorted((r for r in records if str(r.get("name", "")).startswith(prefix)
+                          and not (r.get("config") or {}).get("quick")), key=lambda r: str(r.get("timestamp"))):
+        newest[str(record["name"])[len(prefix):]] = record
+    return newest
+
+
+def _fc_angles(record: dict[str, Any]) -> str:
+    """The final angle(W, B) of the FC layers, first to last, as '68/58/38'."""
+    angles = record["final"]["final_feedback_angle_deg"]
+    return "/".join(f"{angles[k]:.0f}" for k in angles if k.startswith("classifier"))
+
+
+@register_headline("sal", order=70)
+def sal_headline(records: list[dict[str, Any]]) -> list[Headline]:
+    """Final D_KL under the strongest noise with and without SAL beside the noiseless baseline; the
+    microcircuit's validation loss per feedback; the deep net's accuracy and feedback angles."""
+    rows = []
+    sampling = _newest(records, "sal-sampling/")
+    for scenario, noise in (("synaptic", "σ_init"), ("plasticity", "σ_stdp")):
+        levels = sorted({r["final"]["level"] for r in sampling.values() if r["final"]["scenario"] == scenario})
+        if len(levels) < 2:
+            continue
+        cell = {(r["final"]["level"], r["final"]["sal"]): r for r in sampling.values()
+                if r["final"]["scenario"] == scenario}
+        top, base = levels[-1], levels[0]
+        if not all(k in cell for k in ((top, True), (top, False), (base, False))):
+            continue
+        dkl = {k: cell[k]["final"]["final_dkl"]["median"] for k in ((top, True), (top, False), (base, False))}
+        config = cell[(top, True)]["config"]
+        rows.append(Headline(
+            PAPER, f"sampling network: D_KL(p*‖p) under {scenario} noise returns to the noiseless level with SAL",
+            f"{noise} = {top:g}: SAL {dkl[(top, True)]:.4f}, no SAL {dkl[(top, False)]:.4f}; "
+            f"noiseless {dkl[(base, False)]:.4f}", UNAVAILABLE, "not available",
+            f"{config.get('protocol')} protocol: {config.get('iterations')} iterations × {config.get('sleep_steps')} "
+            f"steps, {cell[(top, True)]['final']['runs']} seeds (median)", PAGE))
+    micro = _newest(records, "sal-microcircuit/")
+    if {"bp", "fa", "sal"} <= set(micro):
+        config = micro["sal"]["config"]
+        rows.append(Headline(
+            PAPER, "microcircuit teacher-student: validation loss with SAL ≈ BP, below FA",
+            ", ".join(f"{rule} {micro[rule]['final']['final_val_loss']['median']:.4f}" for rule in ("bp", "sal", "fa"))
+            + " (median)", UNAVAILABLE, "not available",
+            f"{len(micro['sal']['final']['seeds'])} seeds, {config.get('epochs')} epochs × "
+            f"{config.get('pattern_steps')} steps ({config.get('protocol')} protocol)", PAGE))
+    deep = _newest(records, "sal-deep/")
+    for dataset in sorted({name.split("/")[0] for name in deep}):
+        runs = {name.split("/")[1]: r for name, r in deep.items() if name.startswith(dataset + "/")}
+        shown = [rule for rule in ("bp", "kp", "sal", "fa") if rule in runs]
+        if "sal" not in runs or "fa" not in runs:
+            continue
+        config = runs["sal"]["config"]
+        rows.append(Headline(
+            PAPER, f"deep conv net, {dataset}: test acc. (%) and FC feedback angles (°) with SAL between FA and BP",
+            ", ".join(f"{rule} {100 * runs[rule]['final']['test_accuracy']:.2f}" for rule in shown)
+            + f"; angles SAL {_fc_angles(runs['sal'])}, FA {_fc_angles(runs['fa'])}", UNAVAILABLE, "not available",
+            f"{config.get('epochs')} epochs × {config.get('train_limit') or 'all'} images, seed "
+            f"{runs['sal']['final'].get('seed')}", PAGE))
+    return rows

@@ -1,0 +1,131 @@
+"""SAL for deep networks (Gierlich et al. 2025, arXiv v2): feedback of the fully connected layers
+symmetrized by spike-based alignment learning in a spiking phase (before each epoch).
+
+A member of the feedback-alignment family (:mod:`creditlab.rules.fa`): every layer sends its error
+through a feedback matrix ``B`` (FA's fixed random draw to start with). Conv layers keep their fixed
+random ``B`` (FA); the ``nn.Linear`` layers' ``B`` are learned by SAL in :meth:`SpikeAlignment.symmetrize`:
+the chain of linear layers ``n_0 -> n_1 -> ... -> n_L`` is copied into a network of stochastic
+spiking neurons (:mod:`creditlab.spiking.stochastic`, t_ref = tau_syn = 10, biases 0) in which layer
+``l`` neurons receive ``W_l psp_{l-1}`` bottom-up and ``B_{l+1}^T psp_{l+1}`` top-down. It runs
+spontaneously for ``iterations x steps`` steps with ``chains`` parallel chains; every ``steps`` steps
+each feedback synapse (pre: upper neuron i, post: lower neuron j, weight ``B[i, j]``) gets the SAL
+update summed over all pairs within 2 t_ref (exponential window, tau = t_ref; all-pairs pairing)::
+
+    B[i, j] <- B[i, j] + sal_lr * mean_chains(SAL_ij) / (2 t_ref)       (authors' SALNet normalization)
+
+Causal pairs for ``B[i, j]`` (i before j) are what ``B`` itself causes, anti-causal ones (j before i)
+what ``W[i, j]`` causes, so in expectation ``B`` moves toward ``W``. The forward weights are not
+changed by the phase. The trainer calls the rule's phase hook :meth:`on_epoch_start` before every
+epoch, which runs the phase; :meth:`on_epoch_end` adds its duration (``sal_phase_s``) to the epoch's
+record. The phase count is rule state (checkpointed), and each phase's spikes come from
+``seeded_generator``-style streams ``mix_seed(seed, "sal-phase", phase, layer)``, so a resumed run
+continues the same phases. Defaults are the authors' ``exp_settings.yaml`` (5 x 200 t_ref, 32
+chains, lr 0.04). :func:`feedback_angles` gives angle(W, B) per layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from creditlab.analysis.alignment import angle_degrees
+from creditlab.rules import register_rule
+from creditlab.rules.base import LossFn
+from creditlab.rules.fa import FeedbackAlignmentRule, FeedbackLinear, RandomFeedback, feedback_layers, register_scheme
+from creditlab.seeding import mix_seed
+from creditlab.spiking.sal import ExponentialWindow, PairSTDP, sal_update
+from creditlab.spiking.stochastic import RunNoise, StochasticNeurons
+
+
+@register_scheme
+class SpikeAlignedFeedback(RandomFeedback):
+    """SAL: B starts as FA's random draw; the linear layers' B are then learned by SAL phases."""
+
+    mode = "sal"
+
+
+@register_rule("sal")
+class SpikeAlignment(FeedbackAlignmentRule):
+    """FA whose linear layers' feedback is symmetrized by spiking SAL phases (Gierlich et al. 2025)."""
+
+    name = "sal"
+    mode = "sal"
+    description = "spike-based alignment learning (Gierlich 2025): FC feedback learned by STDP in spiking phases"
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn = F.cross_entropy, seed: int = 0, sal_lr: float = 0.04,
+                 iterations: int = 5, steps: int = 2000, chains: int = 32, t_ref: int = 10) -> None:
+        for key, value in (("iterations", iterations), ("steps", steps), ("chains", chains), ("t_ref", t_ref)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"sal option {key} must be an integer >= 1, got {value!r}")
+        if not (math.isfinite(sal_lr) and sal_lr >= 0):
+            raise ValueError(f"sal option sal_lr must be a finite number >= 0, got {sal_lr}")
+        super().__init__(model, loss_fn, seed)
+        self.sal_lr, self.iterations, self.steps, self.chains, self.t_ref = sal_lr, iterations, steps, chains, t_ref
+        self.phases = 0
+        self.last_phase_s = 0.0
+        self.linear = [layer for _, layer in feedback_layers(self.model) if isinstance(layer, FeedbackLinear)]
+        sizes = [(layer.in_features, layer.out_features) for layer in self.linear]
+        if not self.linear or any(a[1] != b[0] for a, b in zip(sizes, sizes[1:], strict=False)):
+            from creditlab.errors import IncompatibleModelError
+            raise IncompatibleModelError(
+                f"rule 'sal' needs the model's nn.Linear layers to form a chain (each one's outputs the next "
+                f"one's inputs) for its spiking phase; got linear layers {sizes or 'none'}")
+
+    def get_extra_state(self) -> dict[str, int]:  # noqa: D102
+        return {"phases": self.phases}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:  # noqa: D102
+        self.phases = int(state["phases"])
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Phase hook: one spiking SAL phase before every epoch."""
+        self.symmetrize()
+
+    def on_epoch_end(self, epoch: int) -> dict[str, Any]:
+        """The epoch's record gets the duration of the phase that preceded it."""
+        return {"sal_phase_s": self.last_phase_s}
+
+    @torch.no_grad()
+    def symmetrize(self) -> dict[str, float]:
+        """Run one spiking phase and update the linear layers' B; returns {"sal_phase_s": seconds}."""
+        import time
+
+        started = time.perf_counter()
+        device = self.linear[0].weight.device
+        sizes = [self.linear[0].in_features] + [layer.out_features for layer in self.linear]
+        neurons = [StochasticNeurons((1, self.chains, n), self.t_ref, device=device) for n in sizes]
+        noise = [RunNoise([mix_seed(self.seed, "sal-phase", self.phases, k)], (self.chains, n), device=device)
+                 for k, n in enumerate(sizes)]
+        window = ExponentialWindow(self.t_ref, buffer=2.0)
+        pairs = [PairSTDP(window, "all") for _ in self.linear]  # pre: upper layer, post: lower layer
+        weights = [layer.weight.detach().float() for layer in self.linear]
+        for _ in range(self.iterations):
+            for acc in pairs:
+                acc.reset()
+            for _ in range(self.steps):
+                psps = [pop.psp()[0] for pop in neurons]  # (chains, n)
+                spikes = []
+                for k, pop in enumerate(neurons):
+                    potential = torch.zeros_like(psps[k])
+                    if k > 0:
+                        potential += psps[k - 1] @ weights[k - 1].T
+                    if k < len(self.linear):
+                        potential += psps[k + 1] @ self.linear[k].feedback_weight.float()
+                    spikes.append(pop.step(potential.unsqueeze(0), noise[k].next()))
+                for k, acc in enumerate(pairs):
+                    acc.observe(spikes[k + 1], spikes[k])
+            for layer, acc in zip(self.linear, pairs, strict=True):
+                update = sal_update(acc)[0].T / (self.chains * window.support)  # (out, in) like B
+                layer.feedback_weight.add_(update.to(layer.feedback_weight.dtype), alpha=self.sal_lr)
+        self.phases += 1
+        self.last_phase_s = round(time.perf_counter() - started, 3)
+        return {"sal_phase_s": self.last_phase_s}
+
+
+def feedback_angles(rule: Any) -> dict[str, float]:
+    """{layer: angle between W and B in degrees} for every feedback layer (empty for backprop)."""
+    return {path: angle_degrees(layer.weight, layer.feedback_matrix()) for path, layer in feedback_layers(rule.model)}

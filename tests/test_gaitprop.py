@@ -1,0 +1,306 @@
+"""GAIT-prop, TP and DTP on invertible MLPs: against autograd's gradient, closed forms and exact inverses."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from creditlab.cli import app
+from creditlab.errors import IncompatibleModelError
+from creditlab.models import apply_constraints, build_model
+from creditlab.models.invertible import leaky_relu, orthogonality_penalty, orthogonality_penalty_gradient
+from creditlab.rules import Rule, build_rule
+from creditlab.train import train_from_names
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _net(depth: int = 4, width: int = 64, seed: int = 0, **options) -> torch.nn.Module:
+    return build_model("invertible-mlp", (1, 8, 8), 10, width=width, depth=depth, seed=seed, **options)
+
+
+def _batch(seed: int = 1, batch: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standard-normal inputs and random labels (the setting of the research notes' numeric check)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 1, 8, 8, generator=generator), torch.randint(0, 10, (batch,), generator=generator)
+
+
+def _weight_cosines(rule: Rule, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Cosine of the rule's update with autograd's gradient of the rule's loss, per weight (input first)."""
+    rule.step(x, y)
+    true = rule.true_gradients(x, y)
+    return [float(torch.nn.functional.cosine_similarity(p.grad.flatten(), true[n].flatten(), dim=0))
+            for n, p in rule.model.named_parameters() if n.endswith("weight")]
+
+
+@pytest.mark.parametrize("output_loss", ["mse", "cross-entropy"])
+def test_gaitprop_equals_backprop_with_orthogonal_weights(output_loss):
+    rule = build_rule("gaitprop", _net(depth=4), gamma=1e-3, orthogonality=0.0, output_loss=output_loss)
+    assert rule.model.dtype == torch.float64
+    cosines = _weight_cosines(rule, *_batch())
+    assert len(cosines) == 5 and min(cosines) >= 0.999, cosines
+
+
+def test_tower_gaitprop_equals_backprop():
+    net = build_model("invertible-mlp", (1, 8, 8), 10, widths=[64, 48, 32], output_width=10, seed=0)
+    rule = build_rule("gaitprop", net, orthogonality=0.0)
+    cosines = _weight_cosines(rule, *_batch())
+    assert min(cosines) >= 0.999, cosines
+
+
+def test_vanilla_gamma_collapses_at_depth_and_adaptive_rescaling_restores_it():
+    x, y = _batch()
+    vanilla = _weight_cosines(build_rule("gaitprop", _net(depth=6), gamma=1e-3, orthogonality=0.0), x, y)
+    adaptive = _weight_cosines(build_rule("gaitprop", _net(depth=6), adaptive=True, gamma0=1e-7,
+                                          orthogonality=0.0), x, y)
+    assert max(vanilla[:2]) < 0.5, vanilla  # the two bottom layers' offsets are below float64 round-off
+    assert min(vanilla[3:]) > 0.999, vanilla  # the upper layers are still exact
+    assert min(adaptive) >= 0.99, adaptive
+
+
+@pytest.mark.parametrize("dtype,tolerance", [("float64", 1e-10), ("float32", 1e-3)])
+@pytest.mark.parametrize("method", ["inverse", "solve"])
+def test_inverse_is_exact_and_stays_current_after_100_updates(dtype, tolerance, method):
+    net = _net(depth=3, dtype=dtype, inverse_method=method)
+    rule = build_rule("gaitprop", net, gamma=1e-2 if dtype == "float32" else 1e-3)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)  # fused: no version-counter bumps
+    x, y = _batch(batch=60)
+
+    def worst_reconstruction() -> float:
+        h = torch.randn(50, 64, generator=torch.Generator().manual_seed(3), dtype=net.dtype)
+        errors = []
+        for index in range(1, net.depth):
+            layer = net.layers[index]
+            errors.append(float((net.invert_layer(index, leaky_relu(layer(h).detach())) - h).abs().max()))
+        return max(errors)
+
+    assert worst_reconstruction() < tolerance
+    for step in range(100):
+        rule.step(x, y)
+        optimizer.step()
+        if step != 99:
+            apply_constraints(net)  # the last update skips the hook: the next use must notice it
+    initial = _net(depth=3, dtype=dtype).layers[1].weight.detach()
+    assert float((net.layers[1].weight.detach() - initial).abs().max()) > 1e-3  # the weights did move
+    assert worst_reconstruction() < tolerance
+
+
+@pytest.mark.parametrize("form", ["off-diagonal", "frobenius"])
+def test_orthogonality_gradient_matches_autograd(form):
+    weight = torch.randn(12, 12, dtype=torch.float64, requires_grad=True)
+    (autograd,) = torch.autograd.grad(orthogonality_penalty(weight, form), weight)
+    assert torch.allclose(orthogonality_penalty_gradient(weight.detach(), form), autograd)
+    orthogonal = torch.linalg.qr(torch.randn(12, 12, dtype=torch.float64))[0]
+    assert float(orthogonality_penalty(orthogonal, form)) < 1e-20
+
+
+def test_gaitprop_adds_lambda_times_the_regularizer_gradient():
+    x, y = _batch()
+    net = _net(depth=2)
+    with torch.no_grad():
+        net.layers[1].weight.mul_(1.1)  # rows no longer unit: the frobenius penalty is nonzero
+    plain = build_rule("gaitprop", copy.deepcopy(net), orthogonality=0.0, orthogonality_form="frobenius")
+    regularized = build_rule("gaitprop", copy.deepcopy(net), orthogonality=0.5, orthogonality_form="frobenius")
+    plain.step(x, y)
+    regularized.step(x, y)
+    penalty = orthogonality_penalty_gradient(net.layers[1].weight.detach(), "frobenius")
+    expected = plain.model.layers[1].weight.grad + 0.5 * penalty
+    assert torch.allclose(regularized.model.layers[1].weight.grad, expected)
+
+
+def test_dtp_difference_correction_with_a_perfect_inverse_gives_tp_targets():
+    x, y = _batch()
+    net = _net(depth=4)
+    with torch.no_grad():  # a non-orthogonal net, so the targets are not trivially BP's
+        for layer in net.layers:
+            layer.weight.add_(0.05 * torch.randn(layer.weight.shape, generator=torch.Generator().manual_seed(5),
+                                                 dtype=layer.weight.dtype))
+            layer.bias.add_(0.1)
+    tp = build_rule("tp", net)
+    dtp = build_rule("dtp", net)
+    forward = net.forward_pass(x)
+    imperfect = dtp.target_differences(forward, y)
+    dtp.set_feedback_to_exact_inverse()
+    tp_differences, _ = tp.target_differences(x, y)
+    dtp_differences = dtp.target_differences(forward, y)
+    for ours, theirs in zip(dtp_differences, tp_differences, strict=True):
+        assert torch.allclose(ours, theirs, atol=1e-10)
+    assert not torch.allclose(imperfect[0], tp_differences[0], atol=1e-3)  # random feedback: different
+
+
+def test_dtp_feedback_training_approaches_the_exact_inverse():
+    net = _net(depth=2, width=16)
+    x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    rule = build_rule("dtp", build_model("invertible-mlp", (1, 4, 4), 10, width=16, depth=2, seed=0),
+                      feedback_lr=1e-2)
+    forward = rule.model.forward_pass(x[:, :, :4, :4])
+    before = rule.reconstruction_errors(forward)
+    for _ in range(300):
+        rule.train_feedback(forward)
+    after = rule.reconstruction_errors(forward)
+    exact = torch.linalg.inv(rule.model.layers[1].weight.detach())
+    assert after[0] < 0.02 * before[0]
+    assert float((rule.feedback(1)[0] - exact).abs().max()) < 0.1
+    del net
+
+
+def test_rules_refuse_a_model_without_inverses():
+    mlp = build_model("mlp", (1, 8, 8), 10)
+    for name in ("gaitprop", "tp", "dtp"):
+        with pytest.raises(IncompatibleModelError, match=f"rule '{name}' cannot train model 'mlp'.*invertible"):
+            build_rule(name, mlp)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"gamma": 1.5}, "gamma must lie in"),
+    ({"gamma0": 0.0, "adaptive": True}, "gamma0 must lie in"),
+    ({"output_loss": "hinge"}, "unknown output_loss 'hinge'; valid: mse, cross-entropy"),
+    ({"orthogonality": -1.0}, "orthogonality .* must be >= 0"),
+    ({"orthogonality_form": "spectral"}, "unknown orthogonality_form"),
+])
+def test_gaitprop_refuses_settings_outside_the_method(options, message):
+    with pytest.raises(ValueError, match=message):
+        build_rule("gaitprop", _net(depth=2), **options)
+
+
+def test_gaitprop_refuses_a_nudge_below_float32_resolution():
+    with pytest.raises(ValueError, match="below the resolution of the model's torch.float32.*dtype=float64"):
+        build_rule("gaitprop", _net(depth=2, dtype="float32"), adaptive=True, gamma0=1e-7)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"feedback_noise": 0.0}, "feedback_noise must be > 0"),
+    ({"feedback_lr": -1.0}, "feedback_lr must be > 0"),
+    ({"target_step": 0.0}, "target_step must be > 0"),
+    ({"feedback_steps": 0}, "feedback_steps must be >= 1"),
+])
+def test_dtp_refuses_bad_settings(options, message):
+    with pytest.raises(ValueError, match=message):
+        build_rule("dtp", _net(depth=2), **options)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"input_layer": "square", "width": 32}, "input_layer='square' needs width 64"),
+    ({"widths": [32, 48]}, "must not grow"),
+    ({"output_width": 5}, "smaller than the 10 classes"),
+    ({"dtype": "float16"}, "unknown dtype 'float16'; valid: float32, float64"),
+    ({"init": "kaiming"}, "unknown init"),
+])
+def test_model_refuses_bad_options(options, message):
+    settings = {"width": 64, "depth": 2, **options}
+    with pytest.raises(ValueError, match=message):
+        build_model("invertible-mlp", (1, 8, 8), 10, **settings)
+
+
+def test_cifar_shaped_first_layer_is_dense_and_never_inverted():
+    net = build_model("invertible-mlp", (3, 8, 8), 10, width=64, depth=3, seed=0)
+    assert net.input_layer == "dense" and tuple(net.layers[0].weight.shape) == (64, 192)
+    rows = net.layers[0].weight
+    assert torch.allclose(rows @ rows.T, torch.eye(64, dtype=rows.dtype), atol=1e-12)  # orthonormal rows
+    with pytest.raises(ValueError, match="not square"):
+        net.inverse_weight(0)
+    rule = build_rule("gaitprop", net, orthogonality=0.0)
+    x = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert min(_weight_cosines(rule, x, torch.arange(16) % 10)) >= 0.999
+
+
+def test_cli_trains_gaitprop_with_alignment_and_refuses_a_wrong_model(tmp_path: Path, data_root: Path):
+    runner = CliRunner()
+    common = ["--data", "mnist", "--data-dir", str(data_root), "--epochs", "1", "--train-limit", "120",
+              "--test-limit", "200", "--quiet", "--json"]
+    result = runner.invoke(app, ["train", "--rule", "gaitprop", "--model", "invertible-mlp", "--track-alignment",
+                                 "--model-opt", "width=32", "--model-opt", "depth=2", "--out",
+                                 str(tmp_path / "run"), *common])
+    assert result.exit_code == 0, result.output
+    assert "layers.0.weight" in result.output.splitlines()[-1]
+    refused = runner.invoke(app, ["train", "--rule", "tp", "--model", "mlp", "--out", str(tmp_path / "bad"), *common])
+    assert refused.exit_code == 2 and "invertible" in refused.output
+
+
+def test_dtp_resume_after_a_kill_is_bit_identical(mnist_small, tmp_path, monkeypatch):
+    settings = {"epochs": 2, "batch_size": 50, "train_limit": 300, "test_limit": 100, "progress": False,
+                "lr": 1e-3}
+    model_options = {"width": 32, "depth": 2}
+    full = train_from_names("dtp", "invertible-mlp", "mnist", loaded=mnist_small, model_options=model_options,
+                            out_dir=str(tmp_path / "full"), **settings)
+    calls = {"n": 0}
+    original = Rule.step
+
+    def dying_step(self, inputs, targets):
+        calls["n"] += 1
+        if calls["n"] == 9:  # second epoch (6 steps per epoch)
+            raise KeyboardInterrupt
+        return original(self, inputs, targets)
+
+    monkeypatch.setattr(Rule, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_from_names("dtp", "invertible-mlp", "mnist", loaded=mnist_small, model_options=model_options,
+                         out_dir=str(tmp_path / "cut"), **settings)
+    monkeypatch.setattr(Rule, "step", original)
+    resumed = train_from_names("dtp", "invertible-mlp", "mnist", loaded=mnist_small, model_options=model_options,
+                               out_dir=str(tmp_path / "cut"), resume=True, **settings)
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert int(a["rule"]["noise_draws"]) == 12
+    for part in ("model", "rule"):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), (part, key)
+
+
+def test_tp_defaults_to_its_papers_lr_and_an_explicit_lr_wins():
+    from creditlab.rules import RULES
+    from creditlab.train import config_for
+
+    requirement = RULES.get("tp").optimizer_requirement
+    assert config_for("invertible-mlp", requirements=(requirement,)).lr == 1e-5
+    assert config_for("invertible-mlp", requirements=(requirement,), lr=3e-4).lr == 3e-4
+    assert config_for("invertible-mlp", requirements=(RULES.get("gaitprop").optimizer_requirement,)).lr == 1e-4
+
+
+def test_quick_mnist_reproduction_records_early_stopped_tp_and_its_summary_table(tmp_path, data_root):
+    from creditlab.experiments import ExperimentContext, load_all
+    from creditlab.experiments.gaitprop import summary_tables
+
+    ctx = ExperimentContext(quick=True, out_dir=tmp_path, data_dir=data_root,
+                            options={"epochs": 2, "tp_patience": 1})
+    records = load_all().get("gaitprop-mnist").run(ctx)
+    by_label = {r["final"]["label"]: r for r in records}
+    assert sorted(by_label) == ["bp", "dtp", "gaitprop", "tp"]
+    tp = by_label["tp"]
+    assert tp["config"]["early_stopping"] == 1 and tp["config"]["lr"] == 1e-5 and tp["final"]["best_epoch"] in (1, 2)
+    best = tp["epochs"][tp["final"]["best_epoch"] - 1]
+    assert tp["final"]["test_accuracy"] == best["test_accuracy"]  # the best validation epoch's test accuracy
+    assert all("val_accuracy" not in e for e in by_label["bp"]["epochs"])  # only TP evaluates the val split
+    assert len({r["final"]["train_examples"] for r in records}) == 1
+    table = summary_tables(records)[0]
+    rows = {row[0]: row for row in table.rows}
+    bp_accuracy = f"{100 * by_label['bp']['final']['test_accuracy']:.2f}"
+    for row in rows.values():
+        assert row[4] == bp_accuracy and row[6] == "not available"
+        assert len(row[8].split(" / ")) == 3  # one angle per weight layer (2 hidden + output)
+    assert rows["bp"][5] == "+0.00"
+
+
+def test_tp_early_stopping_without_a_validation_split_is_refused(tmp_path, data_root):
+    from creditlab.errors import CreditlabError
+    from creditlab.experiments import ExperimentContext, load_all
+
+    ctx = ExperimentContext(quick=True, out_dir=tmp_path, data_dir=data_root,
+                            options={"val_fraction": 0.0, "rules": ["tp"]})
+    with pytest.raises(CreditlabError, match="needs a validation split"):
+        load_all().get("gaitprop-mnist").run(ctx)
+
+
+def test_quick_cifar10_reproduction_saves_the_angle_figure(tmp_path, data_root):
+    from creditlab.experiments import ExperimentContext, load_all
+
+    ctx = ExperimentContext(quick=True, out_dir=tmp_path, data_dir=data_root)
+    records = load_all().get("gaitprop-cifar10").run(ctx)
+    assert [r["final"]["label"] for r in records] == ["bp", "fa", "gaitprop-vanilla", "gaitprop-adaptive"]
+    assert all(r["final"]["paper_status"] == "not available" and r["final"]["angles_deg_initial"] for r in records)
+    assert (tmp_path / "gaitprop_cifar10_angles.png").is_file()
