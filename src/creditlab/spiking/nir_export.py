@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from creditlab.errors import CreditlabError
+from creditlab.neuromorphic.nir_export import import_nir  # the one lazy import of the optional package
 from creditlab.spiking.classifier import SpikingClassifier
 from creditlab.spiking.coding import SILENT
 from creditlab.spiking.event_layer import first_spikes
@@ -33,18 +34,9 @@ from creditlab.spiking.extractor import STDPCSNN
 NEURON_METADATA = {"single_spike": True, "coding": "ttfs", "t_max": SILENT, "threshold_test": "strict, per timestamp"}
 
 
-def _nir() -> Any:
-    try:
-        import nir  # noqa: PLC0415 - optional extra
-    except ImportError as error:
-        raise CreditlabError("NIR export needs the optional package 'nir': pip install 'creditlab[nir]' "
-                             "(or pip install nir)") from error
-    return nir
-
-
 def classifier_graph(classifier: SpikingClassifier) -> Any:
     """The classifier as a ``nir.NIRGraph`` (test thresholds; weights as float32)."""
-    nir = _nir()
+    nir = import_nir()
     weight = classifier.weight.detach().cpu().numpy().astype(np.float32)
     n = weight.shape[0]
     neurons = nir.IF(r=np.ones(n, dtype=np.float32), v_threshold=classifier.thresholds.cpu().numpy().astype(np.float32),
@@ -61,7 +53,7 @@ def classifier_graph(classifier: SpikingClassifier) -> Any:
 def extractor_graph(extractor: STDPCSNN) -> Any:
     """The extractor's conv layer and spike-time pooling as a ``nir.NIRGraph`` (inputs: the
     latency-coded on/off maps ``extractor.input_times(images)``; the DoG/whitening front end is not spiking)."""
-    nir = _nir()
+    nir = import_nir()
     c = extractor.config
     channels, height, width = 2 * extractor.input_shape[0], *extractor.input_shape[1:]
     conv_shape = (c.filters, height - c.kernel + 1, width - c.kernel + 1)
@@ -86,12 +78,12 @@ def extractor_graph(extractor: STDPCSNN) -> Any:
 
 def write(graph: Any, path: str | os.PathLike) -> None:
     """Write ``graph`` to an NIR (HDF5) file."""
-    _nir().write(path, graph)
+    import_nir().write(path, graph)
 
 
 def read(path: str | os.PathLike) -> Any:
     """Read an NIR file."""
-    return _nir().read(path)
+    return import_nir().read(path)
 
 
 def first_spike_times(graph: Any, input_times: torch.Tensor) -> torch.Tensor:
