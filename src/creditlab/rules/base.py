@@ -76,6 +76,9 @@ class Rule(nn.Module):
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, task: Task = CLASSIFICATION) -> None:
         super().__init__()
+        trained_by = getattr(model, "trained_by", None)  # a model may name the only rules that train it
+        require(trained_by is None or self.name in trained_by, type(self), model,
+                f"only rules {', '.join(trained_by or ())} train it")
         type(self).check_model(model)
         # stored outside the module tree on purpose (see module docstring)
         self.__dict__["model"] = self.prepare_model(model)

@@ -1,0 +1,314 @@
+"""Goupy, Tirilly & Bilasco (NeurIPS 2024): supervised STDP with Neuronal Competition Groups on
+STDP-CSNN features (Table 1) and the competition-regulation ablation.
+
+Protocol (the authors', ``spiking.md`` §1.7): stratified K-fold (K = 10, no shuffling) of the official
+training set, each fold's held-out part the validation split; the official test set; classifier
+trained online for up to 100 epochs with early stopping on validation accuracy (patience 10, the
+trainer's ``early_stopping``); the score is the test accuracy at the stopping epoch (the authors'
+definition; the best epoch's is recorded beside it), mean ± sd over folds. Reduced protocols (fewer
+folds, an extractor/classifier training subset, fewer epochs, a test subset) are stated in every
+record's ``protocol``. Records: ``<out>/results.jsonl``; ``show(out)`` prints the table.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from creditlab.data import Dataset, load_dataset
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
+from creditlab.models import build_model
+from creditlab.results import make_record
+from creditlab.rules import build_rule
+from creditlab.spiking.cache import cache_key, load_or_extract, tensor_digest
+from creditlab.spiking.cost import inference_cost
+from creditlab.spiking.extractor import STDPCSNN, paper_config
+
+#: Table 1 (STDP-CSNN column), mean ± sd %: authors' slides and poster (tables_recovered.md §1.2)
+PAPER = {
+    "fashion-mnist": {"s2stdp": (85.89, 0.27), "s2stdp+ncg": (88.72, 0.23), "sstdp": (85.26, 0.17),
+                      "sstdp+ncg": (87.59, 0.11)},
+    "cifar10": {"s2stdp": (61.08, 0.17), "s2stdp+ncg": (66.41, 0.17), "sstdp": (60.87, 0.53),
+                "sstdp+ncg": (64.05, 0.48)},
+    "mnist": {"s2stdp+ncg": (98.92, None)},  # SECONDARY (third-party note), not in the slides or poster
+}
+
+
+def _cfg(rule: str, n: int, thr: float, w0: float, norm: bool, gap: float, ap: float, am: float,
+         cr: tuple[float, float] | None, nt: int, regulation: str = "cr2") -> dict[str, Any]:
+    model = {"neurons_per_class": n, "non_target_per_class": nt, "threshold": thr, "w_init_mean": w0,
+             "weight_norm": norm, "regulation": regulation if cr else "none"}
+    rule_options = {"t_gap": gap, "a_plus": ap, "a_minus": am, "annealing": 0.98}
+    if cr:
+        rule_options.update(threshold_lr=cr[0], threshold_annealing=cr[1])
+    return {"rule": rule, "model": model, "rule_options": rule_options}
+
+
+#: the tuned configurations (config/STDP-CSNN/<DS>/<cfg>.json; spiking.md §1.8)
+CONFIGS = {
+    "mnist": {"s2stdp+ncg": _cfg("s2stdp", 5, 200, 0.3, True, 0.03, 0.05, -0.1, (10, 0.5), 1),
+              "s2stdp": _cfg("s2stdp", 1, 250, 0.3, True, 0.04, 0.005, -0.05, None, 0),
+              "sstdp+ncg": _cfg("sstdp", 5, 200, 0.5, False, 0.08, 0.1, -0.001, (1, 0.5), 0),
+              "sstdp": _cfg("sstdp", 1, 200, 0.5, False, 0.09, 0.01, 0.0, None, 0)},
+    "fashion-mnist": {"s2stdp+ncg": _cfg("s2stdp", 5, 300, 0.3, True, 0.005, 0.1, -0.05, (5, 0.7), 1),
+                      "s2stdp": _cfg("s2stdp", 1, 300, 0.3, True, 0.01, 0.01, -0.05, None, 0),
+                      "sstdp+ncg": _cfg("sstdp", 5, 150, 0.5, False, 0.05, 0.05, 0.0, (1, 0.7), 0),
+                      "sstdp": _cfg("sstdp", 1, 200, 0.5, False, 0.04, 0.05, -0.005, None, 0)},
+    "cifar10": {"s2stdp+ncg": _cfg("s2stdp", 5, 400, 0.3, True, 0.005, 0.1, -0.05, (5, 0.5), 1),
+                "s2stdp": _cfg("s2stdp", 1, 400, 0.3, True, 0.001, 0.001, -0.05, None, 0),
+                "sstdp+ncg": _cfg("sstdp", 5, 350, 0.5, False, 0.005, 0.1, -0.01, (1, 0.5), 0),
+                "sstdp": _cfg("sstdp", 1, 350, 0.5, False, 0.0005, 0.05, -0.001, None, 0)},
+}
+
+
+def ablation(dataset: str) -> dict[str, dict[str, Any]]:
+    """Sec. 5.3 rows from the S2-STDP+NCG configuration: M-5 without CR / with CR-2, no labelling."""
+    full = CONFIGS[dataset]["s2stdp+ncg"]
+    no_cr = {**full, "model": {**full["model"], "regulation": "none", "non_target_per_class": 0},
+             "rule_options": {k: v for k, v in full["rule_options"].items() if not k.startswith("threshold")}}
+    cr2 = {**full, "model": {**full["model"], "non_target_per_class": 0}}
+    return {"M-5 (no CR, no L)": no_cr, "M-5+CR-2 (no L)": cr2}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What a run covers (the full one is the authors')."""
+
+    folds: int = 10
+    folds_run: int = 10
+    epochs: int = 100
+    patience: int = 10
+    extractor_epochs: int = 100
+    extractor_train: int | None = None  # None: the whole training set
+    extractor_filters: int | None = None  # None: the paper's 128
+    train_limit: int | None = None  # training examples used (folds split these)
+    test_limit: int | None = None
+    methods: tuple[str, ...] = ("s2stdp", "s2stdp+ncg", "sstdp", "sstdp+ncg")
+    with_ablation: bool = True
+    batch_size: int = 256
+
+
+FULL = Protocol()
+QUICK = Protocol(folds=2, folds_run=1, epochs=2, extractor_epochs=1, extractor_train=60, extractor_filters=16,
+                 train_limit=80, test_limit=20, methods=("s2stdp", "s2stdp+ncg"), with_ablation=True)
+
+
+def stratified_folds(labels: torch.Tensor, folds: int) -> list[torch.Tensor]:
+    """Validation indices of each fold: per class, contiguous chunks in stored order
+    (scikit-learn's StratifiedKFold(shuffle=False) assignment)."""
+    chunks: list[list[torch.Tensor]] = [[] for _ in range(folds)]
+    for c in labels.unique().tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        for k, part in enumerate(torch.tensor_split(idx, folds)):
+            chunks[k].append(part)
+    return [torch.cat(parts).sort().values for parts in chunks]
+
+
+def features(ctx: ExperimentContext, dataset: str, protocol: Protocol) -> tuple[Dataset, dict[str, Any]]:
+    """STDP-CSNN features of the training (limited) and test sets, extracted once and cached."""
+    data = load_dataset(dataset, ctx.data_dir, "cpu", 0.0, ctx.seed, "unit")
+    train_x, train_y = data.train_x[:protocol.train_limit], data.train_y[:protocol.train_limit]
+    test_x, test_y = data.test_x[:protocol.test_limit], data.test_y[:protocol.test_limit]
+    filters = {"filters": protocol.extractor_filters} if protocol.extractor_filters else {}
+    config = paper_config(dataset, epochs=protocol.extractor_epochs, **filters)
+    extractor = STDPCSNN(tuple(train_x.shape[1:]), config, torch.Generator().manual_seed(ctx.seed))
+    cache_dir = ctx.out_dir / "cache"
+    fit_images = data.train_x[:protocol.extractor_train]
+    ext_key = cache_key(tensor_digest(extractor.weight), dataset, "extractor", len(fit_images),
+                        f"{tensor_digest(fit_images)}{asdict(config)}")
+    started = time.perf_counter()
+    state = load_or_extract(cache_dir, ext_key, lambda: _fit_state(extractor, fit_images, ctx.seed))
+    extractor.load_state_dict(_unpack(extractor, state))
+    fit_s = time.perf_counter() - started
+    _say(f"extractor ready ({fit_s:.0f} s); extracting features")
+    feats = {}
+    started = time.perf_counter()
+    for split, x in (("train", train_x), ("test", test_x)):
+        key = cache_key(extractor.fingerprint(), dataset, split, len(x), tensor_digest(x))
+        feats[split] = load_or_extract(cache_dir, key, lambda x=x: extractor.to(ctx.device).encode(x.to(ctx.device)))
+    info = {"extractor": asdict(config), "extractor_fingerprint": extractor.fingerprint(),
+            "extract_s": round(time.perf_counter() - started, 1), "extractor_fit_s": round(fit_s, 1),
+            "feature_shape": list(feats["train"].shape[1:]),
+            "feature_spike_fraction": float((feats["test"] < 1).float().mean())}
+    spec = replace(data.spec, image_shape=tuple(feats["train"].shape[1:]))
+    empty = feats["train"][:0]
+    return Dataset(spec, feats["train"], train_y, empty, train_y[:0], feats["test"], test_y), info
+
+
+def _fit_state(extractor: STDPCSNN, images: torch.Tensor, seed: int) -> torch.Tensor:
+    """Train the extractor; its state flattened into one tensor (what the cache stores)."""
+    extractor.fit(images, torch.Generator().manual_seed(seed))
+    return torch.cat([t.flatten().float() for t in extractor.state_dict().values()])
+
+
+def _unpack(extractor: STDPCSNN, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    state = extractor.state_dict()
+    parts = flat.split([t.numel() for t in state.values()])
+    return {k: p.view_as(t).to(t.dtype) for (k, t), p in zip(state.items(), parts, strict=True)}
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def train_fold(ctx: ExperimentContext, feats: Dataset, fold_val: torch.Tensor, setting: dict[str, Any],
+               protocol: Protocol, seed: int) -> dict[str, Any]:
+    """One classifier on one fold; returns the run summary with the stop epoch's test accuracy."""
+    from creditlab.train import TrainConfig, fit
+
+    n = len(feats.train_x)
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[fold_val] = False
+    data = Dataset(feats.spec, feats.train_x[keep], feats.train_y[keep], feats.train_x[fold_val],
+                   feats.train_y[fold_val], feats.test_x, feats.test_y)
+    data = data.to(ctx.device)
+    model = build_model("spiking-fc", feats.input_shape, feats.num_classes, seed=seed, **setting["model"])
+    model = model.to(ctx.device)
+    rule = build_rule(setting["rule"], model, **setting["rule_options"]).to(ctx.device)
+    config = TrainConfig(epochs=protocol.epochs, batch_size=protocol.batch_size, lr=1.0, optimizer="sgd",
+                         seed=seed, device=ctx.device, progress=False, early_stopping=protocol.patience)
+    summary = fit(rule, data, config)  # the rule's phase hooks anneal / regulate per epoch
+    stop = summary["history"][-1]  # where early stopping stopped (or the last epoch)
+    with torch.no_grad():  # per-inference cost of the kept (best-epoch) classifier on the test features
+        test_x = feats.test_x.flatten(1).to(model.weight.device)
+        cost = inference_cost(test_x, model.spikes(test_x).times)
+    return {"cost": cost, "stop_epoch": stop["epoch"], "test_accuracy": stop["test_accuracy"],
+            "val_accuracy": stop["val_accuracy"], "best_epoch": summary.get("best_epoch"),
+            "best_test_accuracy": summary["test_accuracy"], "history": summary["history"],
+            "wall_time_s": summary["wall_time_s"]}
+
+
+def run_protocol(ctx: ExperimentContext, dataset: str, protocol: Protocol, experiment: str | None = None
+                 ) -> list[dict[str, Any]]:
+    """Every method (and the ablation) of ``dataset`` under ``protocol``; one record per method."""
+    torch.manual_seed(ctx.seed)
+    feats, info = features(ctx, dataset, protocol)
+    folds = stratified_folds(feats.train_y, protocol.folds)[:protocol.folds_run]
+    settings = {m: CONFIGS[dataset][m] for m in protocol.methods}
+    if protocol.with_ablation:
+        settings.update(ablation(dataset))
+    records = []
+    for method, setting in settings.items():
+        runs = [train_fold(ctx, feats, val, setting, protocol, seed=k) for k, val in enumerate(folds)]
+        accs = [100 * r["test_accuracy"] for r in runs]
+        paper = PAPER.get(dataset, {}).get(method)
+        best = [100 * r["best_test_accuracy"] for r in runs]
+        final = {"test_accuracy_pct_mean": statistics.fmean(accs),
+                 "test_accuracy_pct_sd": statistics.stdev(accs) if len(accs) > 1 else None,
+                 "test_accuracy_pct_folds": accs, "stop_epochs": [r["stop_epoch"] for r in runs],
+                 "best_epoch_test_accuracy_pct_folds": best, "best_epochs": [r["best_epoch"] for r in runs],
+                 "paper_pct": paper[0] if paper else None, "paper_sd": paper[1] if paper else None,
+                 "paper_status": ("secondary" if dataset == "mnist" else "verified") if paper else "not available",
+                 "target_updates_last_epoch": runs[0]["history"][-1].get("target_updates"),
+                 "cost_per_inference": runs[0]["cost"], **info}
+        record = make_record("reproduce", f"{experiment or 'ncg-' + dataset}/{method}",
+                             {**setting, "dataset": dataset, "protocol": asdict(protocol), "seed": ctx.seed,
+                              "quick": ctx.quick},
+                             final, epochs=runs[0]["history"], wall_time_s=sum(r["wall_time_s"] for r in runs),
+                             device=ctx.device)
+        ctx.record(record)
+        records.append(record)
+    _plot_updates(ctx, dataset, records)
+    show_records(records, quick=ctx.quick)
+    return records
+
+
+def _plot_updates(ctx: ExperimentContext, dataset: str, records: list[dict[str, Any]]) -> None:
+    """Per-neuron target-update counts of class 0's group over epochs, with and without CR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = [r for r in records if r["name"].endswith(("M-5 (no CR, no L)", "M-5+CR-2 (no L)", "/s2stdp+ncg"))]
+    if not chosen:
+        return
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4 * len(chosen), 3), squeeze=False)
+    for ax, record in zip(axes[0], chosen, strict=False):
+        m = record["config"]["model"]["neurons_per_class"]
+        counts = [e["target_updates"][:m] for e in record["epochs"]]
+        for j in range(m):
+            ax.plot(range(1, len(counts) + 1), [c[j] for c in counts], marker="o", label=f"n{j + 1}")
+        ax.set_title(record["name"].split("/", 1)[1], fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("target updates (class 0)")
+        ax.legend(fontsize=7)
+    ctx.figure(fig, f"ncg_{dataset}_updates")
+
+
+def show_records(records: list[dict[str, Any]], quick: bool = False) -> None:
+    """Print the accuracy table of ``records`` (ours beside the paper's)."""
+    print(f"\n{'method':<28} {'ours % (mean ± sd, folds)':>30} {'paper %':>16}"
+          f"{'  (quick: smoke numbers, not results)' if quick else ''}")
+    for r in records:
+        f = r["final"]
+        sd = f"{f['test_accuracy_pct_sd']:.2f}" if f["test_accuracy_pct_sd"] is not None else "n/a"
+        ours = f"{f['test_accuracy_pct_mean']:.2f} ± {sd} ({len(f['test_accuracy_pct_folds'])})"
+        paper = (f"{f['paper_pct']:.2f} ± {f['paper_sd']}" + (" (secondary)" if f["paper_status"] == "secondary"
+                                                               else "")) if f["paper_pct"] else "n/a"
+        print(f"{r['name']:<28} {ours:>30} {paper:>16}")
+
+
+def show(out_dir: str | Path = "results/ncg") -> None:
+    """Print the table of every record in ``out_dir/results.jsonl``."""
+    import json
+
+    path = Path(out_dir) / "results.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    show_records(records)
+
+
+#: ``creditlab reproduce ncg-* --opt KEY=VALUE``: any field of :class:`Protocol` (unset: the full or quick one)
+OPTIONS = {
+    "folds": ExperimentOption(None, "K of the stratified K-fold split (the paper: 10)"),
+    "folds_run": ExperimentOption(None, "how many of the K folds to run (the paper: all)"),
+    "epochs": ExperimentOption(None, "classifier epochs at most (the paper: 100)"),
+    "patience": ExperimentOption(None, "early-stopping patience on validation accuracy (the paper: 10)"),
+    "extractor_epochs": ExperimentOption(None, "STDP-CSNN training epochs (the paper: 100)"),
+    "extractor_train": ExperimentOption(None, "training images the extractor is fitted on (the paper: all)"),
+    "extractor_filters": ExperimentOption(None, "conv filters of the extractor (the paper: 128)"),
+    "train_limit": ExperimentOption(None, "training images used (folds split these; the paper: all)"),
+    "test_limit": ExperimentOption(None, "test images used (the paper: all)"),
+    "methods": ExperimentOption(None, "methods run, e.g. [s2stdp,s2stdp+ncg]; valid: s2stdp, s2stdp+ncg, sstdp, "
+                                      "sstdp+ncg"),
+    "with_ablation": ExperimentOption(None, "also run the competition-regulation ablation (true/false)"),
+    "batch_size": ExperimentOption(None, "samples between optimizer steps (online either way)"),
+}
+
+
+def protocol_from(quick: bool, options: dict[str, Any]) -> Protocol:
+    """The quick or full protocol with the options that were set; ValueError for a bad value."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if "methods" in given:
+        methods = [given["methods"]] if isinstance(given["methods"], str) else list(given["methods"])
+        unknown = [m for m in methods if m not in CONFIGS["mnist"]]
+        if unknown or not methods:
+            raise ValueError(f"--opt methods: unknown {unknown or 'empty list'}; valid: {', '.join(CONFIGS['mnist'])}")
+        given["methods"] = tuple(methods)
+    protocol = replace(QUICK if quick else FULL, **given)
+    if not 1 <= protocol.folds_run <= protocol.folds or protocol.folds < 2:
+        raise ValueError(f"--opt folds must be >= 2 and folds_run in [1, folds]; got folds={protocol.folds}, "
+                         f"folds_run={protocol.folds_run}")
+    return protocol
+
+
+def _experiment(dataset: str, name: str) -> Any:
+    def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
+        return run_protocol(ctx, dataset, protocol_from(ctx.quick, ctx.options or {}), name)
+
+    return run
+
+
+for _dataset, _name in (("mnist", "ncg-mnist"), ("fashion-mnist", "ncg-fmnist"), ("cifar10", "ncg-cifar10")):
+    register_experiment(_name, f"Goupy et al. 2024: S2-STDP/SSTDP +NCG on STDP-CSNN features ({_dataset}), "
+                        "10-fold, with the CR ablation", options=OPTIONS)(_experiment(_dataset, _name))
+
+
+if __name__ == "__main__":  # python -m creditlab.experiments.ncg [results/ncg]: the table from the records
+    show(sys.argv[1] if len(sys.argv) > 1 else "results/ncg")

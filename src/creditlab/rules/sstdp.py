@@ -1,0 +1,19 @@
+"""SSTDP (Liu et al. 2021, as implemented by Goupy et al.): S2-STDP's desired times used as bounds.
+
+A target neuron is pushed only if it fires after ``t_base - g_t`` and a non-target only if it fires
+before ``t_base + g_nt``; a neuron already on the right side of its bound is left alone.
+"""
+
+from __future__ import annotations
+
+from creditlab.rules import register_rule
+from creditlab.rules.s2stdp import _TimeTargetRule
+from creditlab.spiking.supervised import stdp_optimizer_requirement
+
+
+@register_rule("sstdp")
+class SSTDP(_TimeTargetRule):
+    name = "sstdp"
+    optimizer_requirement = stdp_optimizer_requirement("sstdp")
+    description = "SSTDP: S2-STDP with time ranges (only wrong-side neurons move; spiking classifier; NCG option)"
+    ranges = True
