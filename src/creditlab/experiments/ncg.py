@@ -16,28 +16,21 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from creditlab.data import Dataset, load_dataset
-from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
 from creditlab.models import build_model
+from creditlab.papers import goupy2024 as paper_goupy
+from creditlab.report.headline import Headline, least_sure
+from creditlab.report.render import Table
 from creditlab.results import make_record
 from creditlab.rules import build_rule
 from creditlab.spiking.cache import cache_key, load_or_extract, tensor_digest
 from creditlab.spiking.cost import inference_cost
 from creditlab.spiking.extractor import STDPCSNN, paper_config
-
-#: Table 1 (STDP-CSNN column), mean ± sd %: authors' slides and poster (tables_recovered.md §1.2)
-PAPER = {
-    "fashion-mnist": {"s2stdp": (85.89, 0.27), "s2stdp+ncg": (88.72, 0.23), "sstdp": (85.26, 0.17),
-                      "sstdp+ncg": (87.59, 0.11)},
-    "cifar10": {"s2stdp": (61.08, 0.17), "s2stdp+ncg": (66.41, 0.17), "sstdp": (60.87, 0.53),
-                "sstdp+ncg": (64.05, 0.48)},
-    "mnist": {"s2stdp+ncg": (98.92, None)},  # SECONDARY (third-party note), not in the slides or poster
-}
 
 
 def _cfg(rule: str, n: int, thr: float, w0: float, norm: bool, gap: float, ap: float, am: float,
@@ -197,14 +190,14 @@ def run_protocol(ctx: ExperimentContext, dataset: str, protocol: Protocol, exper
     for method, setting in settings.items():
         runs = [train_fold(ctx, feats, val, setting, protocol, seed=k) for k, val in enumerate(folds)]
         accs = [100 * r["test_accuracy"] for r in runs]
-        paper = PAPER.get(dataset, {}).get(method)
+        paper = paper_goupy.TEST_ACCURACY.get((dataset, method))
         best = [100 * r["best_test_accuracy"] for r in runs]
         final = {"test_accuracy_pct_mean": statistics.fmean(accs),
                  "test_accuracy_pct_sd": statistics.stdev(accs) if len(accs) > 1 else None,
                  "test_accuracy_pct_folds": accs, "stop_epochs": [r["stop_epoch"] for r in runs],
                  "best_epoch_test_accuracy_pct_folds": best, "best_epochs": [r["best_epoch"] for r in runs],
-                 "paper_pct": paper[0] if paper else None, "paper_sd": paper[1] if paper else None,
-                 "paper_status": ("secondary" if dataset == "mnist" else "verified") if paper else "not available",
+                 "paper_pct": paper.value if paper else None, "paper_sd": paper.sd if paper else None,
+                 "paper_status": paper.status if paper else "not available",
                  "target_updates_last_epoch": runs[0]["history"][-1].get("target_updates"),
                  "cost_per_inference": runs[0]["cost"], **info}
         record = make_record("reproduce", f"{experiment or 'ncg-' + dataset}/{method}",
@@ -242,26 +235,67 @@ def _plot_updates(ctx: ExperimentContext, dataset: str, records: list[dict[str, 
     ctx.figure(fig, f"ncg_{dataset}_updates")
 
 
-def show_records(records: list[dict[str, Any]], quick: bool = False) -> None:
-    """Print the accuracy table of ``records`` (ours beside the paper's)."""
-    print(f"\n{'method':<28} {'ours % (mean ± sd, folds)':>30} {'paper %':>16}"
-          f"{'  (quick: smoke numbers, not results)' if quick else ''}")
+def _accuracy_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per method: ours (mean ± sd over folds run) beside Table 1 (with its status)."""
+    rows = []
     for r in records:
         f = r["final"]
         sd = f"{f['test_accuracy_pct_sd']:.2f}" if f["test_accuracy_pct_sd"] is not None else "n/a"
-        ours = f"{f['test_accuracy_pct_mean']:.2f} ± {sd} ({len(f['test_accuracy_pct_folds'])})"
-        paper = (f"{f['paper_pct']:.2f} ± {f['paper_sd']}" + (" (secondary)" if f["paper_status"] == "secondary"
-                                                               else "")) if f["paper_pct"] else "n/a"
-        print(f"{r['name']:<28} {ours:>30} {paper:>16}")
+        paper = "not available"
+        if f["paper_pct"] is not None:
+            paper = f"{f['paper_pct']:.2f}" + (f" ± {f['paper_sd']}" if f["paper_sd"] is not None else "")
+            paper += "" if f["paper_status"] == "verified" else f" ({f['paper_status']})"
+        protocol = r["config"].get("protocol") or {}
+        rows.append([str(r["name"]).split("/", 1)[-1], f"{f['test_accuracy_pct_mean']:.2f} ± {sd}",
+                     str(len(f["test_accuracy_pct_folds"])), paper,
+                     f"{protocol.get('folds_run')}/{protocol.get('folds')} folds, ≤ {protocol.get('epochs')} epochs, "
+                     f"{protocol.get('train_limit') or 'all'} train images, extractor "
+                     f"{protocol.get('extractor_epochs')} ep on {protocol.get('extractor_train') or 'all'}"])
+    return rows
 
 
-def show(out_dir: str | Path = "results/ncg") -> None:
-    """Print the table of every record in ``out_dir/results.jsonl``."""
-    import json
+def show_records(records: list[dict[str, Any]], quick: bool = False) -> None:
+    """Print the accuracy table of ``records`` (ours beside the paper's)."""
+    print(f"\n{'method':<28} {'ours % (mean ± sd)':>22} {'folds':>5}  paper %"
+          f"{'  (quick: smoke numbers, not results)' if quick else ''}")
+    for row in _accuracy_rows(records):
+        print(f"{row[0]:<28} {row[1]:>22} {row[2]:>5}  {row[3]}")
 
-    path = Path(out_dir) / "results.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    show_records(records)
+
+def summary(records: list[dict[str, Any]]) -> list[Table]:
+    """The report's table: test accuracy per method beside Table 1, with the protocol each ran at."""
+    newest: dict[str, dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: str(r.get("timestamp", ""))):
+        newest[str(record["name"])] = record
+    return [Table(["method", "test acc. % (mean ± sd over folds)", "folds run", "Table 1 %", "protocol"],
+                  _accuracy_rows(list(newest.values())),
+                  ["Test accuracy at the early-stopping epoch (the authors' score); the records also hold the "
+                   "best epoch's. M-5 rows: the competition-regulation ablation (no paper number).",
+                   f"Table 1: {paper_goupy.SOURCE}."])]
+
+
+@register_headline("ncg", order=60)
+def ncg_headline(records: list[dict[str, Any]]) -> list[Headline]:
+    """Per dataset: S2-STDP and SSTDP with and without NCG beside Table 1."""
+    rows = []
+    for dataset, name in (("fashion-mnist", "ncg-fmnist"), ("cifar10", "ncg-cifar10"), ("mnist", "ncg-mnist")):
+        newest = {str(r["name"]).split("/", 1)[1]: r for r in sorted(
+            (r for r in records if str(r.get("name", "")).startswith(name + "/")
+             and not (r.get("config") or {}).get("quick")), key=lambda r: str(r.get("timestamp", "")))}
+        methods = [m for m in ("s2stdp", "s2stdp+ncg", "sstdp", "sstdp+ncg") if m in newest]
+        if not methods:
+            continue
+        theirs = [paper_goupy.TEST_ACCURACY.get((dataset, m)) for m in methods]
+        protocol = newest[methods[0]]["config"].get("protocol") or {}
+        rows.append(Headline(
+            "Goupy, Tirilly & Bilasco 2024", f"{dataset}: NCG improves supervised STDP (test acc. %, 10-fold)",
+            ", ".join(f"{m} {newest[m]['final']['test_accuracy_pct_mean']:.2f}" for m in methods),
+            ", ".join(f"{m} {v.value:g}" for m, v in zip(methods, theirs, strict=True) if v is not None),
+            least_sure([v.status for v in theirs if v is not None]),
+            f"{protocol.get('folds_run')} of {protocol.get('folds')} folds, ≤ {protocol.get('epochs')} of 100 epochs, "
+            f"{protocol.get('train_limit')} train images; extractor {protocol.get('extractor_epochs')} epoch on "
+            f"{protocol.get('extractor_train')} images", "docs/papers/ncg.md"))
+    return rows
 
 
 #: ``creditlab reproduce ncg-* --opt KEY=VALUE``: any field of :class:`Protocol` (unset: the full or quick one)
@@ -307,8 +341,4 @@ def _experiment(dataset: str, name: str) -> Any:
 
 for _dataset, _name in (("mnist", "ncg-mnist"), ("fashion-mnist", "ncg-fmnist"), ("cifar10", "ncg-cifar10")):
     register_experiment(_name, f"Goupy et al. 2024: S2-STDP/SSTDP +NCG on STDP-CSNN features ({_dataset}), "
-                        "10-fold, with the CR ablation", options=OPTIONS)(_experiment(_dataset, _name))
-
-
-if __name__ == "__main__":  # python -m creditlab.experiments.ncg [results/ncg]: the table from the records
-    show(sys.argv[1] if len(sys.argv) > 1 else "results/ncg")
+                        "10-fold, with the CR ablation", summary=summary, options=OPTIONS)(_experiment(_dataset, _name))
