@@ -581,7 +581,8 @@ def fa_theory_headline(records: list[dict[str, Any]]) -> list[Headline]:
             "Song, Xu & Lafferty 2021", f"alignment cos(β, b) vs width and λ, {activation} panel",
             f"{within} of {len(cells)} cells within 2 sd of the authors' means", "50-run means per cell",
             "verified", f"{full} of {len(cells)} cells at ≥ 50 runs (fewest {runs[0]})", "docs/papers/fa-theory.md"))
-    mnist = [r for r in records if r.get("name") == "fa-theory-mnist" and not (r.get("config") or {}).get("quick")]
+    mnist = [r for r in records if r.get("name") == "fa-theory-mnist" and not (r.get("config") or {}).get("quick")
+             and "authors_test_accuracy_300_epochs" in (r.get("final") or {})]
     if mnist:
         final, config = mnist[-1]["final"], mnist[-1]["config"]
         labels = [label for label in final.get("authors_test_accuracy_300_epochs", {}) if label in final]
