@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from typing import Any
 
 import torch
 
@@ -33,7 +34,6 @@ from creditlab.models import build_model
 from creditlab.models.invertible import leaky_relu_derivative, leaky_relu_inverse
 from creditlab.results import append_record, make_record
 from creditlab.rules import build_rule
-from creditlab.rules.base import StepOutput
 from creditlab.rules.gaitprop import GaitProp
 
 
@@ -41,25 +41,11 @@ class OffsetGaitProp(GaitProp):
     """GAIT-prop's targets in exact arithmetic: offsets propagated by linear solves, never as differences
     of O(1) activities (a diagnostic, not the paper's algorithm; equal to it up to kink crossings)."""
 
-    def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:  # noqa: D102
+    def lower_target(self, forward: Any, index: int, difference: torch.Tensor, scale: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
         model = self.model
-        with torch.no_grad():
-            forward = model.forward_pass(inputs)
-            depth = model.depth
-            differences: list[torch.Tensor | None] = [None] * depth
-            scales: list[torch.Tensor | None] = [None] * depth
-            difference = self.output_target(forward, targets) - forward.output
-            scale = torch.ones(inputs.shape[0], dtype=model.dtype)
-            for index in range(depth - 1, -1, -1):
-                differences[index], scales[index] = difference, scale
-                if index == 0:
-                    break
-                pre_offset = self.gamma * leaky_relu_derivative(forward.pre[index], model.slope) * difference
-                difference = torch.linalg.solve(model.layers[index].weight, pre_offset.T).T
-                scale = scale / self.gamma
-            self.write_local_updates(forward, differences, scales)
-            readout = forward.output[:, :model.num_classes]
-        return StepOutput(self.loss_fn(readout, targets), readout)
+        pre_offset = self.gamma * leaky_relu_derivative(forward.pre[index], model.slope) * difference
+        return torch.linalg.solve(model.layers[index].weight, pre_offset.T).T, scale / self.gamma
 
 
 class ResidualGaitProp(GaitProp):
@@ -67,26 +53,12 @@ class ResidualGaitProp(GaitProp):
     same number in exact arithmetic (a_l = W_l h_{l-1} + b_l), but the solve acts on the small residual, so
     its round-off is relative to the offset, not to the O(1) activity (a diagnostic)."""
 
-    def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:  # noqa: D102
+    def lower_target(self, forward: Any, index: int, difference: torch.Tensor, scale: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
         model = self.model
-        with torch.no_grad():
-            forward = model.forward_pass(inputs)
-            depth = model.depth
-            differences: list[torch.Tensor | None] = [None] * depth
-            scales: list[torch.Tensor | None] = [None] * depth
-            difference = self.output_target(forward, targets) - forward.output
-            scale = torch.ones(inputs.shape[0], dtype=model.dtype)
-            for index in range(depth - 1, -1, -1):
-                differences[index], scales[index] = difference, scale
-                if index == 0:
-                    break
-                nudged = forward.post[index] + self.gamma * leaky_relu_derivative(forward.pre[index]) ** 2 * difference
-                residual = leaky_relu_inverse(nudged, model.slope) - forward.pre[index]
-                difference = torch.linalg.solve(model.layers[index].weight, residual.T).T
-                scale = scale / self.gamma
-            self.write_local_updates(forward, differences, scales)
-            readout = forward.output[:, :model.num_classes]
-        return StepOutput(self.loss_fn(readout, targets), readout)
+        nudged = forward.post[index] + self.gamma * leaky_relu_derivative(forward.pre[index]) ** 2 * difference
+        residual = leaky_relu_inverse(nudged, model.slope) - forward.pre[index]
+        return torch.linalg.solve(model.layers[index].weight, residual.T).T, scale / self.gamma
 
 
 def weight_angles(rule: GaitProp, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:

@@ -41,6 +41,7 @@ machine epsilon (use ``--model-opt dtype=float64``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -92,18 +93,27 @@ class GaitProp(LocalTargetRule):
                 differences[index], scales[index] = difference, scale
                 if index == 0:
                     break
-                adjusted = leaky_relu_derivative(forward.pre[index], model.slope) ** 2 * difference
-                if self.adaptive:  # γ_l[n] = γ0 sqrt(N_l) / ‖t_l[n] − h_l[n]‖ (Dalm et al. 2021)
-                    norm = difference.norm(dim=1).clamp_min(torch.finfo(model.dtype).tiny)
-                    gamma = self.gamma0 * math.sqrt(difference.shape[1]) / norm
-                    nudged = forward.post[index] + gamma.unsqueeze(1) * adjusted
-                    scale = scale / gamma
-                else:
-                    nudged = forward.post[index] + self.gamma * adjusted
-                    scale = scale / self.gamma
-                partial = model.invert_layer(index, nudged)  # t_{l-1} on the N_l units layer l reads
-                difference = self.re_append(index - 1, partial, forward) - forward.post[index - 1]
+                difference, scale = self.lower_target(forward, index, difference, scale)
             self.write_local_updates(forward, differences, scales)
             readout = forward.output[:, :model.num_classes]
             loss = self.loss_fn(readout, targets)
         return StepOutput(loss, readout)
+
+    def lower_target(self, forward: Any, index: int, difference: torch.Tensor, scale: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step down: from t_l − h_l at layer ``index`` to t_{l-1} − h_{l-1}, and the error scale.
+
+        t_{l-1} = g_l(h_l + γ f'(a_l)² ⊙ (t_l − h_l)); the scale accumulates 1/γ (per sample when adaptive).
+        """
+        model = self.model
+        adjusted = leaky_relu_derivative(forward.pre[index], model.slope) ** 2 * difference
+        if self.adaptive:  # γ_l[n] = γ0 sqrt(N_l) / ‖t_l[n] − h_l[n]‖ (Dalm et al. 2021)
+            norm = difference.norm(dim=1).clamp_min(torch.finfo(model.dtype).tiny)
+            gamma = self.gamma0 * math.sqrt(difference.shape[1]) / norm
+            nudged = forward.post[index] + gamma.unsqueeze(1) * adjusted
+            scale = scale / gamma
+        else:
+            nudged = forward.post[index] + self.gamma * adjusted
+            scale = scale / self.gamma
+        partial = model.invert_layer(index, nudged)  # t_{l-1} on the N_l units layer l reads
+        return self.re_append(index - 1, partial, forward) - forward.post[index - 1], scale
