@@ -82,12 +82,19 @@ def summary(records: list[dict[str, Any]]) -> list[Table]:
 @register_experiment("sal-deep", "SAL (Gierlich 2025) exp. 3: conv net, FC feedback symmetrized by spiking "
                      "SAL phases vs BP, FA, Kolen-Pollack: accuracy and W-B angles", summary=summary,
                      options={"protocol": ExperimentOption("cpu", "cpu (stated reduced budget) or paper (GPU)"),
-                              "rules": ExperimentOption(list(RULES), f"rules to run, a subset of {list(RULES)}")})
+                              "rules": ExperimentOption(list(RULES), f"rules to run, a subset of {list(RULES)}"),
+                              "datasets": ExperimentOption(None, "datasets to run, a subset of [fashion-mnist, "
+                                                                 "cifar10] [default: the protocol's]")})
 def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Train every rule on every dataset of the protocol; one record per (dataset, rule)."""
     from creditlab.train import train_from_names
 
     label, budget, sal_options, datasets = _protocol(ctx)
+    if ctx.options.get("datasets"):
+        chosen = [ctx.options["datasets"]] if isinstance(ctx.options["datasets"], str) else list(ctx.options["datasets"])
+        if any(d not in ("fashion-mnist", "cifar10") for d in chosen):
+            raise ValueError(f"sal-deep option datasets must be a subset of [fashion-mnist, cifar10], got {chosen}")
+        datasets = tuple(chosen)
     rules = [str(r) for r in (ctx.options.get("rules") or RULES)]
     if not rules or any(r not in RULES for r in rules):
         raise ValueError(f"sal-deep option rules must be a non-empty subset of {list(RULES)}, got {rules}")
