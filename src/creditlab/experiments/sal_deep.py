@@ -91,7 +91,8 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
 
     label, budget, sal_options, datasets = _protocol(ctx)
     if ctx.options.get("datasets"):
-        chosen = [ctx.options["datasets"]] if isinstance(ctx.options["datasets"], str) else list(ctx.options["datasets"])
+        given = ctx.options["datasets"]
+        chosen = [given] if isinstance(given, str) else list(given)
         if any(d not in ("fashion-mnist", "cifar10") for d in chosen):
             raise ValueError(f"sal-deep option datasets must be a subset of [fashion-mnist, cifar10], got {chosen}")
         datasets = tuple(chosen)
