@@ -15,11 +15,16 @@ def _checkpoint(run_dir) -> dict:  # noqa: ANN001
     return torch.load(run_dir / "checkpoint.pt", weights_only=False)
 
 
-@pytest.mark.parametrize("rule", ["brsf", "dfa", "kp"])
+#: small spiking phases for SAL (its feedback is learned before each epoch)
+RULE_OPTIONS = {"sal": {"iterations": 1, "steps": 20, "chains": 2}}
+
+
+@pytest.mark.parametrize("rule", ["brsf", "dfa", "kp", "sal"])
 def test_killed_and_resumed_run_equals_the_uninterrupted_one(rule: str, mnist_small, tmp_path, monkeypatch,
                                                              one_thread) -> None:  # noqa: ANN001
-    """brSF's draw counter, DFA's feedback and KP's learned feedback and velocity survive the kill."""
-    options = {"model_options": {"hidden": (32, 32)}, **SETTINGS}
+    """brSF's draw counter, DFA's feedback, KP's learned feedback and velocity and SAL's feedback learned
+    in its spiking phases survive the kill."""
+    options = {"model_options": {"hidden": (32, 32)}, "rule_options": RULE_OPTIONS.get(rule, {}), **SETTINGS}
     full = train_from_names(rule, "mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "full"), **options)
 
     with killed_at_step(monkeypatch, 15):  # in the middle of the second epoch (10 steps per epoch)
@@ -37,7 +42,7 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(rule: str, mnist_sm
             else:
                 assert value == cut_state[part][key], (part, key)
     state_keys = " ".join(full_state["model"]) + " " + " ".join(full_state["rule"])
-    expected = {"brsf": "_extra_state", "dfa": "feedback_matrix", "kp": "feedback_velocity"}[rule]
+    expected = {"brsf": "_extra_state", "dfa": "feedback_matrix", "kp": "feedback_velocity", "sal": "feedback_weight"}[rule]
     assert expected in state_keys
     if rule == "brsf":  # 30 training forwards drew 30 magnitudes per layer
         assert full_state["model"]["1._extra_state"]["feedback_draws"] == 30
