@@ -42,7 +42,8 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(rule: str, mnist_sm
             else:
                 assert value == cut_state[part][key], (part, key)
     state_keys = " ".join(full_state["model"]) + " " + " ".join(full_state["rule"])
-    expected = {"brsf": "_extra_state", "dfa": "feedback_matrix", "kp": "feedback_velocity", "sal": "feedback_weight"}[rule]
+    expected = {"brsf": "_extra_state", "dfa": "feedback_matrix", "kp": "feedback_velocity",
+                "sal": "feedback_weight"}[rule]
     assert expected in state_keys
     if rule == "brsf":  # 30 training forwards drew 30 magnitudes per layer
         assert full_state["model"]["1._extra_state"]["feedback_draws"] == 30
