@@ -40,7 +40,7 @@ from creditlab.data import Dataset, load_dataset
 from creditlab.errors import CreditlabError
 from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
 from creditlab.papers import gaitprop as paper
-from creditlab.report.headline import Headline
+from creditlab.report.headline import Headline, newest_runs
 from creditlab.report.render import Table, render_markdown
 from creditlab.results import make_record
 from creditlab.rules import Rule
@@ -331,10 +331,7 @@ def gaitprop_headline(records: list[dict[str, Any]]) -> list[Headline]:
              ("bp", "gaitprop", "tp", "dtp")),
             ("gaitprop-cifar10", "CIFAR-10", "adaptive rescaling rescues deep GAIT-prop (test acc. %, 3072-6×1024-10)",
              ("bp", "fa", "gaitprop-vanilla", "gaitprop-adaptive"))):
-        newest: dict[str, dict[str, Any]] = {}
-        for record in sorted((r for r in records if str(r.get("name", "")).startswith(experiment + "/")
-                              and not (r.get("config") or {}).get("quick")), key=lambda r: str(r.get("timestamp"))):
-            newest[str(record["name"]).split("/", 1)[1]] = record
+        newest = newest_runs(records, experiment + "/")
         shown = [label for label in labels if label in newest]
         if "bp" not in shown or len(shown) < 2:
             continue

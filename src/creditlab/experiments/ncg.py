@@ -24,7 +24,7 @@ from creditlab.data import Dataset, load_dataset
 from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
 from creditlab.models import build_model
 from creditlab.papers import goupy2024 as paper_goupy
-from creditlab.report.headline import Headline, least_sure
+from creditlab.report.headline import Headline, least_sure, newest_runs
 from creditlab.report.render import Table
 from creditlab.results import make_record
 from creditlab.rules import build_rule
@@ -279,9 +279,7 @@ def ncg_headline(records: list[dict[str, Any]]) -> list[Headline]:
     """Per dataset: S2-STDP and SSTDP with and without NCG beside Table 1."""
     rows = []
     for dataset, name in (("fashion-mnist", "ncg-fmnist"), ("cifar10", "ncg-cifar10"), ("mnist", "ncg-mnist")):
-        newest = {str(r["name"]).split("/", 1)[1]: r for r in sorted(
-            (r for r in records if str(r.get("name", "")).startswith(name + "/")
-             and not (r.get("config") or {}).get("quick")), key=lambda r: str(r.get("timestamp", "")))}
+        newest = newest_runs(records, name + "/")
         methods = [m for m in ("s2stdp", "s2stdp+ncg", "sstdp", "sstdp+ncg") if m in newest]
         if not methods:
             continue

@@ -6,19 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from creditlab.experiments import register_headline
-from creditlab.report.headline import Headline
+from creditlab.report.headline import Headline, newest_runs
 
 PAPER = "Gierlich et al. 2025 (SAL)"
 PAGE = "docs/papers/sal.md"
 UNAVAILABLE = "no figure values or logs published"
-
-
-def _newest(records: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
-    newest: dict[str, dict[str, Any]] = {}
-    for record in sorted((r for r in records if str(r.get("name", "")).startswith(prefix)
-                          and not (r.get("config") or {}).get("quick")), key=lambda r: str(r.get("timestamp"))):
-        newest[str(record["name"])[len(prefix):]] = record
-    return newest
 
 
 def _fc_angles(record: dict[str, Any]) -> str:
@@ -32,7 +24,7 @@ def sal_headline(records: list[dict[str, Any]]) -> list[Headline]:
     """Final D_KL under the strongest noise with and without SAL beside the noiseless baseline; the
     microcircuit's validation loss per feedback; the deep net's accuracy and feedback angles."""
     rows = []
-    sampling = _newest(records, "sal-sampling/")
+    sampling = newest_runs(records, "sal-sampling/")
     for scenario, noise in (("synaptic", "σ_init"), ("plasticity", "σ_stdp")):
         levels = sorted({r["final"]["level"] for r in sampling.values() if r["final"]["scenario"] == scenario})
         if len(levels) < 2:
@@ -50,7 +42,7 @@ def sal_headline(records: list[dict[str, Any]]) -> list[Headline]:
             f"noiseless {dkl[(base, False)]:.4f}", UNAVAILABLE, "not available",
             f"{config.get('protocol')} protocol: {config.get('iterations')} iterations × {config.get('sleep_steps')} "
             f"steps, {cell[(top, True)]['final']['runs']} seeds (median)", PAGE))
-    micro = _newest(records, "sal-microcircuit/")
+    micro = newest_runs(records, "sal-microcircuit/")
     if {"bp", "fa", "sal"} <= set(micro):
         config = micro["sal"]["config"]
         rows.append(Headline(
@@ -59,7 +51,7 @@ def sal_headline(records: list[dict[str, Any]]) -> list[Headline]:
             + " (median)", UNAVAILABLE, "not available",
             f"{len(micro['sal']['final']['seeds'])} seeds, {config.get('epochs')} epochs × "
             f"{config.get('pattern_steps')} steps ({config.get('protocol')} protocol)", PAGE))
-    deep = _newest(records, "sal-deep/")
+    deep = newest_runs(records, "sal-deep/")
     for dataset in sorted({name.split("/")[0] for name in deep}):
         runs = {name.split("/")[1]: r for name, r in deep.items() if name.startswith(dataset + "/")}
         shown = [rule for rule in ("bp", "kp", "sal", "fa") if rule in runs]

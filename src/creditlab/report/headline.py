@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from creditlab.report.render import Table, relative_link
 
@@ -31,6 +32,16 @@ class Headline:
     page: str
 
 
+def newest_runs(records: Sequence[dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
+    """The newest full-run (not ``--quick``) record of each name starting with ``prefix``, keyed by the rest
+    of the name (``gaitprop-mnist/`` -> ``{"bp": ..., "gaitprop": ...}``)."""
+    newest: dict[str, dict[str, Any]] = {}
+    for record in sorted((r for r in records if str(r.get("name", "")).startswith(prefix)
+                          and not (r.get("config") or {}).get("quick")), key=lambda r: str(r.get("timestamp", ""))):
+        newest[str(record["name"])[len(prefix):]] = record
+    return newest
+
+
 def least_sure(statuses: Sequence[str]) -> str:
     """The least sure of several statuses (``not available`` < ``unverified`` < ``secondary`` < ``verified``)."""
     known = [s for s in statuses if s in STATUS_ORDER]
@@ -48,4 +59,4 @@ def headline_table(headlines: Sequence[Headline], base: Path) -> Table:
     return Table(["paper", "claim", "ours", "paper's", "status", "budget", "more"], rows, notes)
 
 
-__all__ = ["Headline", "STATUS_ORDER", "headline_table", "least_sure"]
+__all__ = ["Headline", "STATUS_ORDER", "headline_table", "least_sure", "newest_runs"]
