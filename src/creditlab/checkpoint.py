@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from creditlab.errors import CreditlabError
+from creditlab.errors import CreditlabError, first_line
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: what every creditlab checkpoint holds (``best``, ``hooks``, ``reducer``, ``stopped_early`` are optional)
@@ -30,11 +30,6 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """The checkpoint dict in ``path``, tensors on ``device``; CreditlabError for anything else."""
     expected = (f"expected a creditlab checkpoint (a torch.save file of a dict with keys "
@@ -43,11 +38,11 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CreditlabError(f"checkpoint {path} was refused unread: it holds objects other than tensors and "
-                             f"plain containers, which could run code when loaded ({_first_line(exc)}); "
+                             f"plain containers, which could run code when loaded ({first_line(exc)}); "
                              f"{expected}") from None
     except Exception as exc:  # noqa: BLE001 - torch's readers raise many types for a damaged file
         raise CreditlabError(f"checkpoint {path} cannot be read, it is corrupt or truncated "
-                             f"({_first_line(exc)}); {expected}. Delete it or use another --out") from None
+                             f"({first_line(exc)}); {expected}. Delete it or use another --out") from None
     missing = [key for key in REQUIRED_KEYS if key not in state] if isinstance(state, dict) else list(REQUIRED_KEYS)
     if missing:
         found = f"a dict missing {', '.join(missing)}" if isinstance(state, dict) else type(state).__name__

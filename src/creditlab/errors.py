@@ -1,6 +1,12 @@
 """Exceptions with messages a user can act on."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none), for short messages."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 class CreditlabError(Exception):
     """Base class of every error creditlab raises on purpose."""
 

@@ -29,7 +29,7 @@ import torch.nn as nn
 from creditlab.checkpoint import CHECKPOINT_NAME, clone_state, load_checkpoint, save_checkpoint
 from creditlab.data import Dataset, batch_indices, load_dataset, random_crop_flip
 from creditlab.data.specs import DATASETS
-from creditlab.errors import CreditlabError, DivergenceError
+from creditlab.errors import CreditlabError, DivergenceError, first_line
 from creditlab.hooks import FitContext, StepInfo, TrainerHook, hooks_with, overrides
 from creditlab.models import MODELS, apply_constraints, build_model
 from creditlab.optim import (
@@ -145,7 +145,10 @@ class _Progress:
 
 def _add_sums(total: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> None:
     for key, value in batch.items():
-        total[key] = total[key] + value if key in total else value
+        if key in total:
+            total[key].add_(value)
+        else:
+            total[key] = value.clone()
 
 
 def _finish(task: Task, sums: dict[str, torch.Tensor], loss_sum: torch.Tensor, count: int) -> dict[str, float]:
@@ -256,14 +259,14 @@ def _load_state(target: nn.Module | Any, state: Any, what: str, path: Path) -> N
     try:
         target.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise CreditlabError(f"--resume: the {what} state in checkpoint {path} does not fit this run "
                              f"({first}); was it written for other model or rule options?") from None
 
 
-def _restore_hooks(hooks: Sequence[Any], saved: list[Any], path: Path) -> None:
+def _restore_hooks(hooks: Sequence[Any], stateful: Sequence[bool], saved: list[Any], path: Path) -> None:
     for index, hook in enumerate(hooks):
-        if not overrides(hook, "load_state_dict"):
+        if not stateful[index]:
             continue
         if index >= len(saved) or saved[index] is None:
             raise CreditlabError(f"--resume: checkpoint {path} holds no state for hook {index} "
@@ -271,7 +274,7 @@ def _restore_hooks(hooks: Sequence[Any], saved: list[Any], path: Path) -> None:
         try:
             hook.load_state_dict(saved[index])
         except (CreditlabError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise CreditlabError(f"--resume: the state of hook {index} ({type(hook).__name__}) in checkpoint "
                                  f"{path} does not fit this run ({first})") from None
 
@@ -304,6 +307,7 @@ def fit(rule: Rule, dataset: Dataset, config: TrainConfig, callbacks: Sequence[C
         raise CreditlabError("--early-stopping needs a validation split to stop on, and the dataset has "
                              "none: set --val-fraction (e.g. 0.1)")
     all_hooks = [*callbacks, *hooks]
+    stateful_hooks = [overrides(hook, "state_dict") for hook in all_hooks]  # saved and restored alike
     device = torch.device(config.device)
     model = rule.model
     rank, world_size = _world()
@@ -340,7 +344,7 @@ def fit(rule: Rule, dataset: Dataset, config: TrainConfig, callbacks: Sequence[C
         _load_state(scheduler, state["scheduler"], "schedule", checkpoint_path)
         if reducer is not None and state.get("reducer") is not None:
             reducer.load_state_dict(state["reducer"])
-        _restore_hooks(all_hooks, state.get("hooks") or [], checkpoint_path)
+        _restore_hooks(all_hooks, stateful_hooks, state.get("hooks") or [], checkpoint_path)
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
         history = state["history"]
         start_epoch = state["epoch"] + 1
@@ -362,7 +366,6 @@ def fit(rule: Rule, dataset: Dataset, config: TrainConfig, callbacks: Sequence[C
     epoch_start_hooks = hooks_with(all_hooks, "on_epoch_start")
     step_hooks = hooks_with(all_hooks, "on_step_end")  # unused step hooks cost nothing per step
     epoch_end_hooks = hooks_with(all_hooks, "on_epoch_end")
-    stateful_hooks = [overrides(hook, "state_dict") for hook in all_hooks]
     primary = task.primary_metric
     started = time.perf_counter()
     model.train()

@@ -38,9 +38,10 @@ from typing import Any
 import torch
 
 from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
+from creditlab.experiments.sal_sampling import quantile_summary
 from creditlab.report.render import Table
 from creditlab.results import make_record
-from creditlab.seeding import mix_seed
+from creditlab.seeding import mix_seed, seeded_generator
 from creditlab.spiking.sal import ExponentialWindow, PairSTDP, sal_update
 from creditlab.spiking.stochastic import RunNoise, StochasticNeurons, spike_probability
 
@@ -97,7 +98,7 @@ class Microcircuits:
     def __init__(self, rules: list[str], seeds: list[int], base_seed: int, protocol: MicrocircuitProtocol) -> None:
         runs = len(rules)
         self.protocol, self.rules = protocol, rules
-        init = [torch.Generator().manual_seed(mix_seed(base_seed, "init", s)) for s in seeds]
+        init = [seeded_generator(base_seed, "init", s) for s in seeds]
         draws = torch.stack([torch.rand(3, generator=g) * 6 - 3 for g in init])  # W10, W21, w_down
         self.w10, self.w21, self.w_down = (draws[:, k].view(runs, 1, 1).clone() for k in range(3))
         self.is_bp = torch.tensor([r == "bp" for r in rules]).view(runs, 1, 1)
@@ -158,7 +159,7 @@ def train(rules: list[str], seeds: list[int], protocol: MicrocircuitProtocol, ba
     train_targets = teacher_targets(TRAIN_INPUTS, base_seed, steps=protocol.teacher_steps)
     val_targets = teacher_targets(VALIDATION_INPUTS, base_seed + 1, steps=protocol.teacher_steps)
     net = Microcircuits(rules, seeds, base_seed, protocol)
-    order_gen = torch.Generator().manual_seed(mix_seed(base_seed, "order"))
+    order_gen = seeded_generator(base_seed, "order")
     history = []
     no = torch.zeros(runs, 1, 1, dtype=torch.bool)
     for epoch in range(protocol.epochs + 1):
@@ -181,12 +182,6 @@ def train(rules: list[str], seeds: list[int], protocol: MicrocircuitProtocol, ba
         if log is not None:
             log(entry)
     return {"history": history, "train_targets": train_targets.tolist(), "val_targets": val_targets.tolist()}
-
-
-def _quantiles(values: list[float]) -> dict[str, float]:
-    q = torch.quantile(torch.tensor(values, dtype=torch.float64), torch.tensor([0.25, 0.5, 0.75],
-                                                                                 dtype=torch.float64)).tolist()
-    return {"median": q[1], "q25": q[0], "q75": q[2]}
 
 
 def _options(ctx: ExperimentContext) -> str:
@@ -227,7 +222,7 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     started = time.perf_counter()
 
     def log(entry: dict[str, Any]) -> None:
-        med = {r: _quantiles([v for v, rr in zip(entry["val_loss"], rules, strict=True) if rr == r])["median"]
+        med = {r: quantile_summary([v for v, rr in zip(entry["val_loss"], rules, strict=True) if rr == r])["median"]
                for r in RULES}
         print(f"[sal-microcircuit] epoch {entry['epoch']}: median val loss "
               + ", ".join(f"{r} {v:.4g}" for r, v in med.items()) + f" ({time.perf_counter() - started:.0f} s)",
@@ -241,7 +236,7 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     print(f"{'rule':<5} {'final val loss median [q25, q75]':>34} {'|w_down - W21| median':>22} {'sign agree':>10}")
     for rule in RULES:
         index = [k for k, r in enumerate(rules) if r == rule]
-        curve = [{"epoch": h["epoch"], **{key: _quantiles([h[key][k] for k in index])
+        curve = [{"epoch": h["epoch"], **{key: quantile_summary([h[key][k] for k in index])
                                            for key in ("val_loss", "feedback_error", "w21", "w_down")},
                   "sign_agreement": sum(h["angle_deg"][k] == 0.0 for k in index) / len(index)}
                  for h in result["history"]]

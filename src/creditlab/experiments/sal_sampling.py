@@ -44,7 +44,7 @@ import torch
 from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
 from creditlab.report.render import Table
 from creditlab.results import make_record
-from creditlab.seeding import mix_seed
+from creditlab.seeding import mix_seed, seeded_generator
 from creditlab.spiking.sal import PairSTDP, TriangularWindow, plasticity_amplitudes, sal_update, symmetric_update
 from creditlab.spiking.stochastic import RunNoise, StochasticNeurons
 
@@ -133,18 +133,18 @@ def initial_state(runs: list[Condition], seed: int) -> dict[str, torch.Tensor]:
     n = NEURONS
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("w_target", "b_target", "w", "b", "a_learn", "a_sal")}
     for c in runs:
-        target_gen = torch.Generator().manual_seed(mix_seed(seed, "target", c.target_seed))
+        target_gen = seeded_generator(seed, "target", c.target_seed)
         upper = torch.triu(torch.rand(n, n, generator=target_gen) * 2 - 1, 1)
         rows["w_target"].append(upper + upper.T)
         rows["b_target"].append(torch.rand(n, generator=target_gen) * 2 - 1)
-        init_gen = torch.Generator().manual_seed(mix_seed(seed, "init", c.target_seed, c.init_seed))
+        init_gen = seeded_generator(seed, "init", c.target_seed, c.init_seed)
         sym = torch.triu(torch.randn(n, n, generator=init_gen) * 0.2, 1)
         sigma_init = c.level if c.scenario == "synaptic" else 0.2
         perturbation = torch.randn(n, n, generator=init_gen) * sigma_init
         rows["w"].append((sym + sym.T + perturbation).clamp(-2, 2))
         rows["b"].append((torch.randn(n, generator=init_gen) * 0.2).clamp(-2, 2))
         sigma_stdp = c.level if c.scenario == "plasticity" else 0.0
-        noise_gen = torch.Generator().manual_seed(mix_seed(seed, "stdp-noise", c.target_seed, c.init_seed))
+        noise_gen = seeded_generator(seed, "stdp-noise", c.target_seed, c.init_seed)
         rows["a_learn"].append(plasticity_amplitudes((n, n), sigma_stdp, noise_gen))
         rows["a_sal"].append(plasticity_amplitudes((n, n), sigma_stdp, noise_gen))
     return {k: torch.stack(v) for k, v in rows.items()}
@@ -225,7 +225,8 @@ def train_batch(runs: list[Condition], protocol: SamplingProtocol, seed: int, de
     return {"history": history, "floor": floor.tolist()}
 
 
-def _quantiles(values: list[float]) -> dict[str, float]:
+def quantile_summary(values: list[float]) -> dict[str, float]:
+    """Median and interquartile range of ``values`` (float64)."""
     t = torch.tensor(values, dtype=torch.float64)
     q = torch.quantile(t, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)).tolist()
     return {"median": q[1], "q25": q[0], "q75": q[2]}
@@ -238,13 +239,13 @@ def summarize(runs: list[Condition], result: dict[str, Any]) -> list[dict[str, A
                               key=lambda k: (runs[k].scenario, runs[k].level, runs[k].sal))
     for (scenario, level, sal), members in keyed:
         index = list(members)
-        curve = [{"iteration": h["iteration"], "dkl": _quantiles([h["dkl"][k] for k in index]),
-                  "asymmetry": _quantiles([h["asymmetry"][k] for k in index])} for h in result["history"]]
+        curve = [{"iteration": h["iteration"], "dkl": quantile_summary([h["dkl"][k] for k in index]),
+                  "asymmetry": quantile_summary([h["asymmetry"][k] for k in index])} for h in result["history"]]
         rows.append({"scenario": scenario, "level": level, "sal": sal, "runs": len(index),
                      "seeds": [[runs[k].target_seed, runs[k].init_seed] for k in index],
                      "final_dkl": curve[-1]["dkl"], "final_asymmetry": curve[-1]["asymmetry"],
                      "final_dkl_per_run": [result["history"][-1]["dkl"][k] for k in index],
-                     "sampling_floor_dkl": _quantiles([result["floor"][k] for k in index]), "curve": curve})
+                     "sampling_floor_dkl": quantile_summary([result["floor"][k] for k in index]), "curve": curve})
     return rows
 
 

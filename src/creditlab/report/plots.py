@@ -202,7 +202,6 @@ def plot_accuracy_vs_step_time(records: Sequence[dict[str, Any]], path: Path) ->
 
 
 
-__all__ = ["plot_accuracy_vs_step_time", "plot_alignment", "plot_learning_curves"]
 
 
 def plot_rules_side_by_side(records: Sequence[dict[str, Any]], path: Path, device: str = "cpu") -> Path | None:
@@ -258,3 +257,5 @@ def plot_rules_side_by_side(records: Sequence[dict[str, Any]], path: Path, devic
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+__all__ = ["plot_accuracy_vs_step_time", "plot_alignment", "plot_rules_side_by_side", "plot_learning_curves"]

@@ -18,8 +18,6 @@ so the top layer's update is exactly the gradient of the batch-mean loss.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -55,8 +53,6 @@ class LocalTargetRule(Rule):
 
     accepts = ("the invertible-mlp model (square leaky-ReLU layers with exact inverses: "
                "`--model invertible-mlp`, any width/depth/tower/input_layer option)")
-    #: whether the rule needs the model's exact inverses (GAIT-prop, TP) or learns its own (DTP)
-    uses_exact_inverses: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, output_loss: str = "mse",
                  orthogonality: float = 0.0, orthogonality_form: str = "off-diagonal") -> None:

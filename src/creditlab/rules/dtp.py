@@ -54,7 +54,6 @@ class DifferenceTargetPropagation(LocalTargetRule):
 
     name = "dtp"
     description = "difference target propagation (Lee 2015): learned inverses with the difference correction"
-    uses_exact_inverses = False
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, output_loss: str = "mse",
                  orthogonality: float = 0.0, orthogonality_form: str = "off-diagonal", target_step: float = 1.0,

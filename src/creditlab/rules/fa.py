@@ -62,6 +62,7 @@ import torch.nn.functional as F
 
 from creditlab.errors import IncompatibleModelError
 from creditlab.models.vnn_layers import LocallyConnected2d, _in_batch_chunks, locally_connected_product
+from creditlab.registry import Registry
 from creditlab.rules import register_rule
 from creditlab.rules.base import LossFn, Rule, StepOutput
 from creditlab.seeding import mix_seed as _mix_seed
@@ -205,15 +206,12 @@ class FeedbackScheme:
         raise NotImplementedError
 
 
-SCHEMES: dict[str, type[FeedbackScheme]] = {}
+SCHEMES: Registry[type[FeedbackScheme]] = Registry("feedback mode")
 
 
 def register_scheme(scheme: type[FeedbackScheme]) -> type[FeedbackScheme]:
     """Class decorator: make ``scheme`` available to :func:`convert_to_feedback_alignment` by its ``mode``."""
-    if scheme.mode in SCHEMES and SCHEMES[scheme.mode] is not scheme:
-        raise ValueError(f"feedback mode {scheme.mode!r} is registered twice")
-    SCHEMES[scheme.mode] = scheme
-    return scheme
+    return SCHEMES.register(scheme.mode)(scheme)
 
 
 @register_scheme
@@ -456,7 +454,7 @@ def convert_to_feedback_alignment(model: nn.Module, mode: str = "fa", seed: int 
     for index, (_, module) in enumerate(
             (p, m) for p, m in converted.named_modules() if type(m) in CONVERSIONS):
         module.__class__ = CONVERSIONS[type(module)]  # keeps parameters, hooks and attributes
-        module.feedback_scheme = SCHEMES[mode]()
+        module.feedback_scheme = SCHEMES.get(mode)()
         module.exact_backward = False
         module.feedback_scheme.setup(module, generator, _mix_seed(seed, 1_000_003 * (index + 1)))
     return converted

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import torch
 
-from creditlab.seeding import mix_seed
+from creditlab.seeding import seeded_generator
 
 
 def spike_probability(potential: torch.Tensor, t_ref: int) -> torch.Tensor:
@@ -64,7 +64,7 @@ class RunNoise:
                                          else max(1, min(5000, 16384 // max(1, math.prod(self.shape)))))
         self.device = torch.device(device)
         self.dtype = dtype
-        self.generators = [torch.Generator(device=self.device).manual_seed(mix_seed(s, "spiking")) for s in seeds]
+        self.generators = [seeded_generator(s, "spiking", device=self.device) for s in seeds]
         self._buffer: torch.Tensor | None = None
         self._used = 0
 
