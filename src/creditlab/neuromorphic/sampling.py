@@ -36,6 +36,7 @@ class SampledLayer:
     _weights: torch.Tensor | None = field(default=None, repr=False)
     _dense: torch.Tensor | None = field(default=None, repr=False)
     _synapses: torch.Tensor | None = field(default=None, repr=False)
+    _has_silent_axons: bool | None = field(default=None, repr=False)
 
     @property
     def copies(self) -> int:
@@ -94,7 +95,9 @@ class SampledLayer:
 
     def axon_spikes(self, spikes: torch.Tensor) -> torch.Tensor:
         """(copies, batch, in) binary -> (copies, batch, cores, axons) binary."""
-        if bool((self.axon_sources == self.in_features).any()):
+        if self._has_silent_axons is None:  # checked once, not on every tick (a device sync)
+            self._has_silent_axons = bool((self.axon_sources == self.in_features).any())
+        if self._has_silent_axons:
             spikes = torch.nn.functional.pad(spikes, (0, 1))
         return spikes[..., self.axon_sources]
 
