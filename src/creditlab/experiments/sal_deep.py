@@ -84,12 +84,23 @@ def summary(records: list[dict[str, Any]]) -> list[Table]:
                      options={"protocol": ExperimentOption("cpu", "cpu (stated reduced budget) or paper (GPU)"),
                               "rules": ExperimentOption(list(RULES), f"rules to run, a subset of {list(RULES)}"),
                               "datasets": ExperimentOption(None, "datasets to run, a subset of [fashion-mnist, "
-                                                                 "cifar10] [default: the protocol's]")})
+                                                                 "cifar10] [default: the protocol's]"),
+                              "epochs": ExperimentOption(None, "epochs per rule [default: the protocol's]"),
+                              "train_limit": ExperimentOption(None, "train on the first N images (0: all) "
+                                                                    "[default: the protocol's]"),
+                              "test_limit": ExperimentOption(None, "test on the first N images (0: all) "
+                                                                   "[default: the protocol's]")})
 def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Train every rule on every dataset of the protocol; one record per (dataset, rule)."""
     from creditlab.train import train_from_names
 
     label, budget, sal_options, datasets = _protocol(ctx)
+    for key in ("epochs", "train_limit", "test_limit"):  # a stated budget overrides the protocol's
+        if ctx.options.get(key) is not None:
+            value = int(ctx.options[key])
+            if value < (1 if key == "epochs" else 0):
+                raise ValueError(f"sal-deep option {key} must be {'>= 1' if key == 'epochs' else '>= 0'}, got {value}")
+            budget[key] = value or None
     if ctx.options.get("datasets"):
         given = ctx.options["datasets"]
         chosen = [given] if isinstance(given, str) else list(given)
