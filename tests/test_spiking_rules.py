@@ -8,7 +8,17 @@ import torch
 from creditlab.errors import IncompatibleModelError
 from creditlab.models import build_model
 from creditlab.rules import build_rule
+from creditlab.spiking import kernels
 from creditlab.spiking.ncg import CompetitionGroups, regulate_thresholds
+
+
+@pytest.fixture(autouse=True, params=["torch", "compiled"])
+def backend(request, monkeypatch):
+    """Every case on the torch code and on the compiled CPU kernels (numba, when installed)."""
+    if request.param == "compiled" and not kernels.enabled():
+        pytest.skip("numba not installed (extra 'fast'): the compiled kernels are not used")
+    monkeypatch.setenv("CREDITLAB_KERNELS", request.param)
+    return request.param
 
 
 def two_neuron_layer(**options):

@@ -23,6 +23,10 @@ class _TimeTargetRule(SupervisedSTDPRule):
 
     ranges = False
 
+    @property
+    def kernel_ranges(self) -> bool:  # type: ignore[override] - the compiled kernel runs both rules
+        return self.ranges
+
     def __init__(self, model: nn.Module, t_gap: float = 0.005, a_plus: float = 0.1, a_minus: float = -0.05,
                  annealing: float = 0.98, threshold_lr: float = 0.0, threshold_annealing: float = 1.0,
                  time_chunk: int | None = 1024, **kwargs: Any) -> None:

@@ -97,7 +97,11 @@ def first_spikes(input_times: torch.Tensor | SortedInputs, weights: torch.Tensor
     nonnegative weights (``monotone``; checked when None) the potential only rises, so the first
     crossing is the number of positions at or below the threshold; otherwise every group end is
     tested. ``time_chunk``: integrate that many spikes at a time and stop once every neuron fired.
+    Dense float32 inputs on a CPU go to the compiled kernel when numba is installed (same results;
+    :mod:`creditlab.spiking.kernels`), which ignores ``max_elements``, ``monotone`` and ``time_chunk``.
     """
+    if not isinstance(input_times, SortedInputs) and uses_compiled_kernel(input_times, weights):
+        return _first_spikes_compiled(input_times, weights, thresholds)
     inputs = input_times if isinstance(input_times, SortedInputs) else sort_inputs(input_times)
     batch, k = inputs.times.shape
     n = weights.shape[0]
@@ -117,6 +121,32 @@ def first_spikes(input_times: torch.Tensor | SortedInputs, weights: torch.Tensor
                             inputs.count[sl])
         t, v = _simulate(part, weights, thr[sl], monotone, step)
         out_t[sl], out_v[sl] = t.t(), v.t()
+    return FirstSpikes(out_t, out_v)
+
+
+def uses_compiled_kernel(input_times: torch.Tensor, weights: torch.Tensor) -> bool:
+    """True when the compiled CPU kernel runs this layer (:mod:`creditlab.spiking.kernels`)."""
+    if input_times.device.type != "cpu" or weights.device.type != "cpu" or weights.dtype != torch.float32:
+        return False
+    from creditlab.spiking import kernels  # noqa: PLC0415 - imports numba (optional) only when used
+
+    return kernels.enabled()
+
+
+def _first_spikes_compiled(input_times: torch.Tensor, weights: torch.Tensor, thresholds: torch.Tensor) -> FirstSpikes:
+    """:func:`first_spikes` by the compiled kernel, samples in parallel over torch's CPU threads."""
+    from creditlab.spiking import kernels  # noqa: PLC0415
+
+    batch, n = input_times.shape[0], weights.shape[0]
+    times = input_times.detach().to(torch.float32).contiguous()
+    thr = thresholds.detach().to(torch.float32)
+    thr = (thr if thr.dim() == 2 else thr.unsqueeze(0)).expand(batch, n).contiguous()
+    out_t = torch.empty(batch, n)
+    out_v = torch.empty(batch, n)
+    if batch:
+        kernels.set_threads(torch.get_num_threads())
+        kernels.first_spikes(times.numpy(), weights.detach().t().contiguous().numpy(), thr.numpy(), out_t.numpy(),
+                             out_v.numpy())
     return FirstSpikes(out_t, out_v)
 
 

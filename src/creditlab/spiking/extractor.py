@@ -16,13 +16,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from creditlab.spiking import preprocess
 from creditlab.spiking.coding import latency_code
-from creditlab.spiking.event_layer import first_spikes, first_to_fire
+from creditlab.spiking.event_layer import first_spikes, first_to_fire, uses_compiled_kernel
 from creditlab.spiking.stdp import multiplicative
 
 
@@ -115,9 +116,15 @@ class STDPCSNN(nn.Module):
         lr_th, a_plus, a_minus = c.threshold_lr, c.stdp_lr, c.stdp_lr
         height, width = times.shape[2:]
         wins = 0
+        compiled = self._fit_epoch_compiled if uses_compiled_kernel(times, weights) else None
         for _ in range(c.epochs):
-            ys = torch.randint(0, height - c.kernel + 1, (len(times),), generator=generator).tolist()
-            xs = torch.randint(0, width - c.kernel + 1, (len(times),), generator=generator).tolist()
+            ys = torch.randint(0, height - c.kernel + 1, (len(times),), generator=generator)
+            xs = torch.randint(0, width - c.kernel + 1, (len(times),), generator=generator)
+            if compiled is not None:
+                wins += compiled(times, ys, xs, weights, thresholds, lr_th, a_plus, a_minus)
+                lr_th, a_plus, a_minus = lr_th * c.annealing, a_plus * c.annealing, a_minus * c.annealing
+                continue
+            ys, xs = ys.tolist(), xs.tolist()
             for n in range(len(times)):
                 patch = times[n, :, ys[n]:ys[n] + c.kernel, xs[n]:xs[n] + c.kernel].reshape(1, -1)
                 spikes = first_spikes(patch, weights, thresholds)
@@ -154,6 +161,19 @@ class STDPCSNN(nn.Module):
             maps = spikes.view(b, ho, wo, c.filters).permute(0, 3, 1, 2)
             out.append(-F.max_pool2d(-maps, c.pool))  # earliest spike per window
         return torch.cat(out)
+
+    def _fit_epoch_compiled(self, times: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, weights: torch.Tensor,
+                            thresholds: torch.Tensor, threshold_lr: float, a_plus: float, a_minus: float) -> int:
+        """One epoch of :meth:`fit` by the compiled kernel (:mod:`creditlab.spiking.kernels`)."""
+        from creditlab.spiking import kernels  # noqa: PLC0415
+
+        c = self.config
+        weights_t = weights.t().contiguous()
+        wins = kernels.csnn_fit_epoch(times.contiguous().numpy(), ys.numpy(), xs.numpy(), weights.numpy(),
+                                      weights_t.numpy(), thresholds.numpy(), c.kernel, threshold_lr,
+                                      np.float32(a_plus), np.float32(a_minus), np.float32(c.beta),
+                                      c.target_time, np.float32(c.min_threshold))
+        return int(wins)
 
     def fingerprint(self) -> str:
         """A hash of the configuration and every trained tensor: the feature cache's key."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -108,8 +109,6 @@ class SupervisedSTDPRule(Rule):
     def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
         clf = self.classifier
         x = self.encode(inputs)
-        sorted_all = sort_inputs(x)  # the time order depends on the inputs only: once per batch
-        counts = sorted_all.count.tolist()
         rate, floor = float(self.threshold_lr), float(clf.thresholds.min())
         before = clf.weight.detach()
         weight = before.clone()
@@ -118,6 +117,13 @@ class SupervisedSTDPRule(Rule):
         potentials = torch.empty_like(times)
         errors_abs = torch.zeros(batch, dtype=weight.dtype, device=weight.device)
         updated = torch.zeros(batch, dtype=torch.bool, device=weight.device)
+        if self._compiled(x, weight):
+            self._online_compiled(x, targets, weight, times, potentials, errors_abs, updated, rate, floor)
+            clf.weight.grad = before - weight
+            loss = errors_abs[updated].mean() if bool(updated.any()) else torch.zeros((), device=x.device)
+            return StepOutput(loss, clf.class_scores(FirstSpikes(times, potentials)))
+        sorted_all = sort_inputs(x)  # the time order depends on the inputs only: once per batch
+        counts = sorted_all.count.tolist()
         threads = torch.get_num_threads()
         if x.device.type == "cpu" and threads > 1:  # tiny per-sample ops: threads would only synchronize
             torch.set_num_threads(1)
@@ -150,6 +156,39 @@ class SupervisedSTDPRule(Rule):
                 errors_abs[b] = errors.abs().mean()
                 updated[b] = True
             self.regulate(label, single, rate, floor)
+
+    #: S2-STDP / SSTDP set this (False / True: time ranges) to run on the compiled CPU kernel
+    kernel_ranges: ClassVar[bool | None] = None
+
+    def _compiled(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
+        """True when this step runs on the compiled kernel (a time-target rule, CPU float32, numba)."""
+        if self.kernel_ranges is None or x.device.type != "cpu" or weight.dtype != torch.float32:
+            return False
+        from creditlab.spiking import kernels  # noqa: PLC0415 - imports numba (optional) only when used
+
+        return kernels.enabled()
+
+    def _online_compiled(self, x: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, times: torch.Tensor,
+                         potentials: torch.Tensor, errors_abs: torch.Tensor, updated: torch.Tensor, rate: float,
+                         floor: float) -> None:
+        """:meth:`_online` by the compiled kernel (the arrays are shared with the tensors, updated in place)."""
+        from creditlab.spiking import kernels  # noqa: PLC0415
+
+        clf = self.classifier
+        if targets.numel() and not 0 <= int(targets.min()) <= int(targets.max()) < clf.groups.num_classes:
+            raise ValueError(f"labels must lie in [0, {clf.groups.num_classes - 1}], got "
+                             f"[{int(targets.min())}, {int(targets.max())}]")
+        weight_t = weight.t().contiguous()
+        kernels.set_threads(torch.get_num_threads())
+        kernels.time_target_epoch(
+            x.detach().to(torch.float32).contiguous().numpy(), targets.to(torch.int64).contiguous().numpy(),
+            weight_t.numpy(), clf.thresholds.numpy(), clf.training_thresholds.numpy(),
+            clf.initial_norm.numpy(), clf.target_labelled.numpy(),
+            clf.groups.num_classes, clf.groups.neurons_per_class, clf.regulation != "none", bool(self.kernel_ranges),
+            float(self.t_gap), np.float32(self.a_plus), np.float32(self.a_minus), np.float32(clf.w_min),
+            np.float32(clf.w_max), clf.weight_norm, rate, np.float32(floor), times.numpy(), potentials.numpy(),
+            errors_abs.numpy(), updated.numpy(), self.updates.numpy(), self.target_updates.numpy())
+        weight.copy_(weight_t.t())
 
     def regulate(self, label: int, spikes: FirstSpikes, rate: float, floor: float) -> None:
         """Competition regulation of the sample's class group (CR-2 / CR-1), if the model has it,
