@@ -50,3 +50,15 @@ def test_bad_protocol_option_is_refused() -> None:
     ctx.options = {"protocol": "fast"}  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="protocol must be 'cpu' or 'paper', got 'fast'"):
         sampling.run(ctx)
+
+
+def test_budget_options_restrict_the_conditions_and_bad_ones_exit_2(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from creditlab.cli import app
+
+    chosen = sampling.restricted(sampling.CPU, {"iterations": 1800, "scenarios": ["synaptic"], "levels": [0.0, 1.0]})
+    assert chosen.iterations == 1800 and chosen.levels == {"synaptic": (0.0, 1.0)}
+    assert len(sampling.conditions(chosen)) == 2 * 2 * 20  # levels x SAL off/on x seeds
+    result = CliRunner().invoke(app, ["reproduce", "sal-sampling", "--opt", "levels=[0.3]", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "leave a scenario without a level" in result.output

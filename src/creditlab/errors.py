@@ -28,3 +28,7 @@ class DatasetError(CreditlabError):
 
 class DivergenceError(CreditlabError):
     """Training produced a non-finite loss or parameter."""
+
+
+class OptionError(CreditlabError, ValueError):
+    """A setting outside what a method or experiment allows; the message names the valid values."""

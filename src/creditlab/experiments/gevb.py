@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from creditlab.data import Dataset, load_dataset
-from creditlab.errors import CreditlabError
+from creditlab.errors import CreditlabError, OptionError
 from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
 from creditlab.models import build_model
 from creditlab.models.vnn import VectorizedNet, credit_alignment_angles
@@ -95,7 +95,7 @@ def parse_rows(spec: str) -> list[Row]:
     for item in spec.split(","):
         model, _, label = item.strip().partition(":")
         if not label:
-            raise ValueError(f"row {item!r}: expected MODEL:LABEL, e.g. vnn-fc:gevb+")
+            raise OptionError(f"row {item!r}: expected MODEL:LABEL, e.g. vnn-fc:gevb+")
         rows.append(Row(model, label))
     return rows
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from creditlab.data import Dataset, load_dataset
+from creditlab.errors import OptionError
 from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
 from creditlab.models import build_model
 from creditlab.papers import goupy2024 as paper_goupy
@@ -293,7 +294,25 @@ def ncg_headline(records: list[dict[str, Any]]) -> list[Headline]:
             f"{protocol.get('folds_run')} of {protocol.get('folds')} folds, ≤ {protocol.get('epochs')} of 100 epochs, "
             f"{protocol.get('train_limit')} train images; extractor {protocol.get('extractor_epochs')} epoch on "
             f"{protocol.get('extractor_train')} images", "docs/papers/ncg.md"))
+    timing = _newest_side_by_side(records)
+    if timing is not None:
+        f, c = timing["final"], timing["config"]
+        rows.append(Headline(
+            "Goupy, Tirilly & Bilasco 2024", "throughput of S2-STDP+NCG (4608 -> 50), ours over the authors' "
+            "SpikeNN, side by side (target >= 5x)",
+            f"train {f['ratio_train_to_spikenn']:.2f}x, inference {f['ratio_inference_to_spikenn']:.2f}x "
+            f"({f['train_samples_per_s']:.0f} / {f['inference_samples_per_s']:.0f} samples/s)",
+            f"SpikeNN {f['spikenn_train_samples_per_s']:.0f} / {f['spikenn_inference_samples_per_s']:.0f} samples/s",
+            "measured", f"{c.get('threads')} threads (SpikeNN: 1, its design) on a 2-core CPU, {c.get('kernels')} "
+            f"kernels, median of {c.get('rounds')} interleaved rounds", "docs/papers/ncg.md"))
     return rows
+
+
+def _newest_side_by_side(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest throughput record measured beside SpikeNN (``benchmarks/ncg_throughput.py --spikenn``)."""
+    timed = [r for r in records if r.get("kind") == "perf" and str(r.get("name", "")).startswith("ncg-throughput/")
+             and "ratio_train_to_spikenn" in (r.get("final") or {}) and (r.get("config") or {}).get("kernels")]
+    return max(timed, key=lambda r: str(r.get("timestamp", ""))) if timed else None
 
 
 #: ``creditlab reproduce ncg-* --opt KEY=VALUE``: any field of :class:`Protocol` (unset: the full or quick one)
@@ -321,11 +340,11 @@ def protocol_from(quick: bool, options: dict[str, Any]) -> Protocol:
         methods = [given["methods"]] if isinstance(given["methods"], str) else list(given["methods"])
         unknown = [m for m in methods if m not in CONFIGS["mnist"]]
         if unknown or not methods:
-            raise ValueError(f"--opt methods: unknown {unknown or 'empty list'}; valid: {', '.join(CONFIGS['mnist'])}")
+            raise OptionError(f"--opt methods: unknown {unknown or 'empty list'}; valid: {', '.join(CONFIGS['mnist'])}")
         given["methods"] = tuple(methods)
     protocol = replace(QUICK if quick else FULL, **given)
     if not 1 <= protocol.folds_run <= protocol.folds or protocol.folds < 2:
-        raise ValueError(f"--opt folds must be >= 2 and folds_run in [1, folds]; got folds={protocol.folds}, "
+        raise OptionError(f"--opt folds must be >= 2 and folds_run in [1, folds]; got folds={protocol.folds}, "
                          f"folds_run={protocol.folds_run}")
     return protocol
 

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from creditlab.data import load_dataset
+from creditlab.errors import OptionError
 from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
 from creditlab.hooks import FitContext, TrainerHook
 from creditlab.report.render import Table
@@ -35,7 +36,7 @@ SETTINGS = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 128, 
 def _protocol(ctx: ExperimentContext) -> tuple[str, dict[str, Any], dict[str, Any], tuple[str, ...]]:
     chosen = ctx.options.get("protocol", "cpu")
     if chosen not in ("cpu", "paper"):
-        raise ValueError(f"sal-deep option protocol must be 'cpu' or 'paper', got {chosen!r}")
+        raise OptionError(f"sal-deep option protocol must be 'cpu' or 'paper', got {chosen!r}")
     if ctx.quick:
         return "quick", {"epochs": 1, "train_limit": 256, "test_limit": 128}, QUICK_SAL, ("fashion-mnist",)
     if chosen == "paper":
@@ -99,17 +100,17 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
         if ctx.options.get(key) is not None:
             value = int(ctx.options[key])
             if value < (1 if key == "epochs" else 0):
-                raise ValueError(f"sal-deep option {key} must be {'>= 1' if key == 'epochs' else '>= 0'}, got {value}")
+                raise OptionError(f"sal-deep option {key} must be {'>= 1' if key == 'epochs' else '>= 0'}, got {value}")
             budget[key] = value or None
     if ctx.options.get("datasets"):
         given = ctx.options["datasets"]
         chosen = [given] if isinstance(given, str) else list(given)
         if any(d not in ("fashion-mnist", "cifar10") for d in chosen):
-            raise ValueError(f"sal-deep option datasets must be a subset of [fashion-mnist, cifar10], got {chosen}")
+            raise OptionError(f"sal-deep option datasets must be a subset of [fashion-mnist, cifar10], got {chosen}")
         datasets = tuple(chosen)
     rules = [str(r) for r in (ctx.options.get("rules") or RULES)]
     if not rules or any(r not in RULES for r in rules):
-        raise ValueError(f"sal-deep option rules must be a non-empty subset of {list(RULES)}, got {rules}")
+        raise OptionError(f"sal-deep option rules must be a non-empty subset of {list(RULES)}, got {rules}")
     records = []
     for dataset in datasets:
         data = load_dataset(dataset, ctx.data_dir, ctx.device, 0.0, ctx.seed, SETTINGS["normalization"])

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from creditlab.errors import OptionError
 from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
 from creditlab.experiments.sal_sampling import quantile_summary
 from creditlab.report.render import Table
@@ -187,7 +188,7 @@ def train(rules: list[str], seeds: list[int], protocol: MicrocircuitProtocol, ba
 def _options(ctx: ExperimentContext) -> str:
     chosen = ctx.options.get("protocol", "cpu")
     if chosen not in ("cpu", "paper"):
-        raise ValueError(f"sal-microcircuit option protocol must be 'cpu' or 'paper', got {chosen!r}")
+        raise OptionError(f"sal-microcircuit option protocol must be 'cpu' or 'paper', got {chosen!r}")
     return "quick" if ctx.quick else chosen
 
 

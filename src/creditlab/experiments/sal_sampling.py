@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 
+from creditlab.errors import OptionError
 from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
 from creditlab.report.render import Table
 from creditlab.results import make_record
@@ -300,8 +301,39 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
 def _options(ctx: ExperimentContext) -> dict[str, Any]:
     protocol = ctx.options.get("protocol", "cpu")
     if protocol not in ("cpu", "paper"):
-        raise ValueError(f"sal-sampling option protocol must be 'cpu' or 'paper', got {protocol!r}")
+        raise OptionError(f"sal-sampling option protocol must be 'cpu' or 'paper', got {protocol!r}")
     return {"protocol": protocol}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str | int | float) else list(value)
+
+
+def restricted(protocol: SamplingProtocol, options: dict[str, Any]) -> SamplingProtocol:
+    """``protocol`` with the ``iterations``, ``scenarios`` and ``levels`` options applied (a stated
+    budget: more iterations, or a subset of the conditions); ValueError naming the valid values."""
+    changes: dict[str, Any] = {}
+    if options.get("iterations") is not None:
+        iterations = int(options["iterations"])
+        if iterations < 1:
+            raise OptionError(f"sal-sampling option iterations must be >= 1, got {iterations}")
+        changes["iterations"] = iterations
+    levels = dict(protocol.levels)
+    if options.get("scenarios") is not None:
+        chosen = [str(s) for s in _as_list(options["scenarios"])]
+        if not chosen or any(s not in levels for s in chosen):
+            raise OptionError(f"sal-sampling option scenarios must be a non-empty subset of {list(levels)}, "
+                             f"got {chosen}")
+        levels = {s: levels[s] for s in chosen}
+    if options.get("levels") is not None:
+        wanted = {float(v) for v in _as_list(options["levels"])}
+        levels = {s: tuple(v for v in values if v in wanted) for s, values in levels.items()}
+        if any(len(v) < 1 for v in levels.values()):
+            raise OptionError(f"sal-sampling option levels {sorted(wanted)} leave a scenario without a level; "
+                             f"valid: {dict(protocol.levels)}")
+    if levels != protocol.levels:
+        changes["levels"] = levels
+    return replace(protocol, **changes) if changes else protocol
 
 
 def _latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -331,7 +363,10 @@ def summary(records: list[dict[str, Any]]) -> list[Table]:
 
 @register_experiment("sal-sampling", "SAL (Gierlich 2025) exp. 1: 7-neuron spiking sampling network, "
                      "D_KL and asymmetry under synaptic / plasticity noise, with and without SAL", summary=summary,
-                     options={"protocol": ExperimentOption("cpu", "cpu (stated reduced protocol) or paper (GPU)")})
+                     options={"protocol": ExperimentOption("cpu", "cpu (stated reduced protocol) or paper (GPU)"),
+                              "iterations": ExperimentOption(None, "learning iterations [default: the protocol's]"),
+                              "scenarios": ExperimentOption(None, "a subset of [synaptic, plasticity] [default: both]"),
+                              "levels": ExperimentOption(None, "noise levels to run, e.g. [0.0,1.0] [default: all]")})
 def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Every condition of both scenarios as one batch of runs; one record per (scenario, level, SAL)."""
     torch.manual_seed(ctx.seed)
@@ -342,6 +377,7 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
         batches = PAPER
     else:
         batches = {"cpu": CPU}
+    batches = {label: restricted(protocol, ctx.options) for label, protocol in batches.items()}
     records = []
     for label, protocol in batches.items():
         runs = conditions(protocol)
