@@ -91,3 +91,12 @@ def test_labels_outside_the_classes_are_refused() -> None:
     rule = build_rule("s2stdp", model)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\]"):
         rule.step(torch.rand(2, 8), torch.tensor([0, 2]))
+
+
+def test_bad_times_and_shapes_are_refused_before_the_kernel() -> None:
+    weights = torch.rand(3, 4)
+    for bad in (torch.tensor([[0.1, float("nan"), 0.2, 1.0]]), torch.tensor([[0.1, 1.5, 0.2, 1.0]])):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            first_spikes(bad, weights, torch.ones(3))
+    with pytest.raises(ValueError, match="4 inputs"):
+        first_spikes(torch.rand(2, 5), weights, torch.ones(3))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from creditlab.spiking.coding import SILENT
+from creditlab.spiking.coding import SILENT, check_spike_times
 
 #: elements of the (neurons, chunk, spikes) cumulative-sum tensor kept in memory at once
 MAX_ELEMENTS = 1 << 24
@@ -138,6 +138,9 @@ def _first_spikes_compiled(input_times: torch.Tensor, weights: torch.Tensor, thr
     from creditlab.spiking import kernels  # noqa: PLC0415
 
     batch, n = input_times.shape[0], weights.shape[0]
+    if input_times.shape[1] != weights.shape[1]:
+        raise ValueError(f"{input_times.shape[1]} input times per sample for weights of {weights.shape[1]} inputs")
+    check_spike_times(input_times)  # the kernel indexes time bins by t: NaN or t outside [0, 1] must not reach it
     times = input_times.detach().to(torch.float32).contiguous()
     thr = thresholds.detach().to(torch.float32)
     thr = (thr if thr.dim() == 2 else thr.unsqueeze(0)).expand(batch, n).contiguous()

@@ -75,7 +75,7 @@ def sample_first_spikes(times, weights_t, thresholds, out_t, out_v, order, bin_k
     bins = bin_start.shape[0] - 2  # time bins, then one for the silent inputs (t = 1)
     bin_start[:] = 0
     for i in range(n_in):  # counting pass (branch-free): spikes per time bin
-        b = np.int64(times[i] * bins)
+        b = min(max(np.int64(times[i] * bins), 0), bins)  # callers check times in [0, 1]; never index out
         bin_key[i] = b
         bin_start[b + 1] += 1
     for b in range(bins):
