@@ -90,7 +90,11 @@ def summary(records: list[dict[str, Any]]) -> list[Table]:
                               "train_limit": ExperimentOption(None, "train on the first N images (0: all) "
                                                                     "[default: the protocol's]"),
                               "test_limit": ExperimentOption(None, "test on the first N images (0: all) "
-                                                                   "[default: the protocol's]")})
+                                                                   "[default: the protocol's]"),
+                              "sal_lr": ExperimentOption(None, "SAL phase learning rate [default: the protocol's]; "
+                                                               "a non-default SAL setting records rule 'sal@...'"),
+                              "sal_iterations": ExperimentOption(None, "SAL updates per phase [default: the "
+                                                                       "protocol's]")})
 def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Train every rule on every dataset of the protocol; one record per (dataset, rule)."""
     from creditlab.train import train_from_names
@@ -108,6 +112,14 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
         if any(d not in ("fashion-mnist", "cifar10") for d in chosen):
             raise OptionError(f"sal-deep option datasets must be a subset of [fashion-mnist, cifar10], got {chosen}")
         datasets = tuple(chosen)
+    variant = ""
+    for key, field in (("sal_lr", "sal_lr"), ("sal_iterations", "iterations")):
+        if ctx.options.get(key) is not None:
+            value = float(ctx.options[key]) if key == "sal_lr" else int(ctx.options[key])
+            if not value > 0:
+                raise OptionError(f"sal-deep option {key} must be > 0, got {value}")
+            sal_options = {**sal_options, field: value}
+            variant = f"@lr{sal_options['sal_lr']:g}x{sal_options['iterations']}"
     rules = [str(r) for r in (ctx.options.get("rules") or RULES)]
     if not rules or any(r not in RULES for r in rules):
         raise OptionError(f"sal-deep option rules must be a non-empty subset of {list(RULES)}, got {rules}")
@@ -122,23 +134,24 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
             if rule == "kp":
                 options.update({"feedback_lr": 0.01, "feedback_momentum": 0.9, "decay": 1e-3})
 
+            shown = rule + variant if rule == "sal" else rule
             angles_hook = FeedbackAngles()
             started = time.perf_counter()
             summary = train_from_names(rule, "sal-convnet", dataset, ctx.data_dir, rule_options=options,
                                        hooks=[angles_hook], loaded=data, seed=ctx.seed, device=ctx.device,
-                                       out_dir=str(ctx.out_dir / dataset / rule), progress=False,
+                                       out_dir=str(ctx.out_dir / dataset / shown), progress=False,
                                        **SETTINGS, **budget)
             history = summary["history"]
             final = {"test_accuracy": summary["test_accuracy"], "initial_feedback_angle_deg": angles_hook.initial,
                      "final_feedback_angle_deg": history[-1].get("feedback_angle_deg", {}), "dataset": dataset,
-                     "rule": rule, "seed": ctx.seed}
+                     "rule": shown, "seed": ctx.seed}
             config = {**summary["config"], "protocol": label, "sal": sal_options if rule == "sal" else None}
-            record = make_record("reproduce", f"sal-deep/{dataset}/{rule}", config, final, epochs=history,
+            record = make_record("reproduce", f"sal-deep/{dataset}/{shown}", config, final, epochs=history,
                                  wall_time_s=time.perf_counter() - started, device=ctx.device)
             ctx.record(record)
             records.append(record)
             angles = final["final_feedback_angle_deg"]
-            rows.append(f"{rule:<4} {summary['test_accuracy']:>8.4f}  " +
+            rows.append(f"{shown:<4} {summary['test_accuracy']:>8.4f}  " +
                         "  ".join(f"{k} {v:.1f}" for k, v in angles.items()))
         print(f"\nsal-deep {dataset} ({label}{': smoke numbers, not results' if ctx.quick else ''}; seed {ctx.seed})")
         print("rule test_acc  final angle(W, B) per layer (deg; at the end of the last epoch)")
