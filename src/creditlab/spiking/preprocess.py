@@ -30,12 +30,16 @@ def on_off(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 def fit_whitening(images: torch.Tensor, patch: int, generator: torch.Generator, patches: int = 20000,
                   eps: float = 1e-2) -> torch.Tensor:
     """ZCA whitening filters of ``patch``x``patch`` patches, as conv weights (C, C, patch, patch)."""
-    c = images.shape[1]
-    cols = F.unfold(images, patch)  # (B, C*p*p, L)
-    b, d, positions = cols.shape
-    pick_b = torch.randint(0, b, (patches,), generator=generator)
+    c, height, width = images.shape[1:]
+    positions = (height - patch + 1) * (width - patch + 1)
+    pick_b = torch.randint(0, len(images), (patches,), generator=generator)
     pick_l = torch.randint(0, positions, (patches,), generator=generator)
-    x = cols[pick_b, :, pick_l].double()
+    parts = []  # unfold only the picked images, a chunk at a time (all of CIFAR-10 unfolded is 28 GB)
+    for start in range(0, patches, 1000):
+        picked = pick_l[start:start + 1000]
+        cols = F.unfold(images[pick_b[start:start + 1000]], patch)  # (chunk, C*p*p, L)
+        parts.append(cols[torch.arange(len(picked)), :, picked])
+    x = torch.cat(parts).double()
     x = x - x.mean(0)
     cov = x.t() @ x / len(x)
     values, vectors = torch.linalg.eigh(cov)
