@@ -247,8 +247,13 @@ def _accuracy_rows(records: list[dict[str, Any]]) -> list[list[str]]:
             paper = f"{f['paper_pct']:.2f}" + (f" ± {f['paper_sd']}" if f["paper_sd"] is not None else "")
             paper += "" if f["paper_status"] == "verified" else f" ({f['paper_status']})"
         protocol = r["config"].get("protocol") or {}
+        within = "–"
+        if f["paper_pct"] is not None and f["paper_sd"] is not None:  # the issue's bar: one sd plus 0.5 points
+            gap = f["test_accuracy_pct_mean"] - f["paper_pct"]
+            bar = f["paper_sd"] + 0.5
+            within = f"{gap:+.2f} ({'within' if abs(gap) <= bar else 'outside'} ±{bar:.2f})"
         rows.append([str(r["name"]).split("/", 1)[-1], f"{f['test_accuracy_pct_mean']:.2f} ± {sd}",
-                     str(len(f["test_accuracy_pct_folds"])), paper,
+                     str(len(f["test_accuracy_pct_folds"])), paper, within,
                      f"{protocol.get('folds_run')}/{protocol.get('folds')} folds, ≤ {protocol.get('epochs')} epochs, "
                      f"{protocol.get('train_limit') or 'all'} train images, extractor "
                      f"{protocol.get('extractor_epochs')} ep on {protocol.get('extractor_train') or 'all'}"])
@@ -260,7 +265,7 @@ def show_records(records: list[dict[str, Any]], quick: bool = False) -> None:
     print(f"\n{'method':<28} {'ours % (mean ± sd)':>22} {'folds':>5}  paper %"
           f"{'  (quick: smoke numbers, not results)' if quick else ''}")
     for row in _accuracy_rows(records):
-        print(f"{row[0]:<28} {row[1]:>22} {row[2]:>5}  {row[3]}")
+        print(f"{row[0]:<28} {row[1]:>22} {row[2]:>5}  {row[3]}  {row[4]}")
 
 
 def summary(records: list[dict[str, Any]]) -> list[Table]:
@@ -268,7 +273,8 @@ def summary(records: list[dict[str, Any]]) -> list[Table]:
     newest: dict[str, dict[str, Any]] = {}
     for record in sorted(records, key=lambda r: str(r.get("timestamp", ""))):
         newest[str(record["name"])] = record
-    return [Table(["method", "test acc. % (mean ± sd over folds)", "folds run", "Table 1 %", "protocol"],
+    return [Table(["method", "test acc. % (mean ± sd over folds)", "folds run", "Table 1 %",
+                   "ours − Table 1 (bar: sd + 0.5)", "protocol"],
                   _accuracy_rows(list(newest.values())),
                   ["Test accuracy at the early-stopping epoch (the authors' score); the records also hold the "
                    "best epoch's. M-5 rows: the competition-regulation ablation (no paper number).",
@@ -292,8 +298,8 @@ def ncg_headline(records: list[dict[str, Any]]) -> list[Headline]:
             ", ".join(f"{m} {v.value:g}" for m, v in zip(methods, theirs, strict=True) if v is not None),
             least_sure([v.status for v in theirs if v is not None]),
             f"{protocol.get('folds_run')} of {protocol.get('folds')} folds, ≤ {protocol.get('epochs')} of 100 epochs, "
-            f"{protocol.get('train_limit')} train images; extractor {protocol.get('extractor_epochs')} epoch on "
-            f"{protocol.get('extractor_train')} images", "docs/papers/ncg.md"))
+            f"{protocol.get('train_limit') or 'all'} train images; extractor {protocol.get('extractor_epochs')} "
+            f"epochs on {protocol.get('extractor_train') or 'all'} images", "docs/papers/ncg.md"))
     timing = _newest_side_by_side(records)
     if timing is not None:
         f, c = timing["final"], timing["config"]
