@@ -300,6 +300,25 @@ def ncg_headline(records: list[dict[str, Any]]) -> list[Headline]:
             f"{protocol.get('folds_run')} of {protocol.get('folds')} folds, ≤ {protocol.get('epochs')} of 100 epochs, "
             f"{protocol.get('train_limit') or 'all'} train images; extractor {protocol.get('extractor_epochs')} "
             f"epochs on {protocol.get('extractor_train') or 'all'} images", "docs/papers/ncg.md"))
+    for dataset, name in (("fashion-mnist", "ncg-fmnist"), ("cifar10", "ncg-cifar10"), ("mnist", "ncg-mnist")):
+        newest = newest_runs(records, name + "/")
+        keys = ("s2stdp", "M-5 (no CR, no L)", "M-5+CR-2 (no L)")
+        if not all(k in newest for k in keys):
+            continue
+        acc = {k: newest[k]["final"]["test_accuracy_pct_mean"] for k in keys}
+        counts = newest["M-5 (no CR, no L)"]["final"].get("target_updates_last_epoch") or []
+        m = newest["M-5 (no CR, no L)"]["config"]["model"]["neurons_per_class"]
+        share = max(counts[:m]) / max(1, sum(counts[:m])) if counts else float("nan")
+        protocol = newest["M-5+CR-2 (no L)"]["config"].get("protocol") or {}
+        rows.append(Headline(
+            "Goupy, Tirilly & Bilasco 2024", f"{dataset} ablation: NCG with CR-2 beats M = 1 and M = 5 without CR; "
+            "without CR one neuron takes most updates",
+            f"M=1 {acc['s2stdp']:.2f}, M=5 no CR {acc['M-5 (no CR, no L)']:.2f}, "
+            f"M=5 CR-2 {acc['M-5+CR-2 (no L)']:.2f}; "
+            f"no CR: top neuron {100 * share:.0f}% of class 0's target updates", "no numbers in the paper's text",
+            "not available",
+            f"{protocol.get('folds_run')} of {protocol.get('folds')} folds, ≤ {protocol.get('epochs')} of 100 epochs",
+            "docs/papers/ncg.md"))
     timing = _newest_side_by_side(records)
     if timing is not None:
         f, c = timing["final"], timing["config"]
