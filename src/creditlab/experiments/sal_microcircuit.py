@@ -31,6 +31,7 @@ epochs (authors 150), learning rates x40 (so lr x plastic steps is 1/4 of theirs
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -206,8 +207,17 @@ def summary(records: list[dict[str, Any]]) -> list[Table]:
                      f"{f['final_feedback_error']['median']:.3g}", f"{f['final_sign_agreement']:.2f}",
                      f"{r['config']['protocol']}: {r['config']['epochs']} epochs x "
                      f"{r['config']['pattern_steps']} steps"])
+    notes = ["Paper values: not available (no figure data published)."]
+    per_seed = {r["final"]["rule"]: r["final"]["final_val_loss_per_seed"] for r in latest.values()}
+    if {"bp", "fa", "sal"} <= set(per_seed) and len({len(v) for v in per_seed.values()}) == 1:
+        bp, fa, sal = (per_seed[k] for k in ("bp", "fa", "sal"))  # the same seeds, so paired per seed
+        ratio = statistics.median(s / b for s, b in zip(sal, bp, strict=True))
+        fa_ratio = statistics.median(f / b for f, b in zip(fa, bp, strict=True))
+        notes.append(f"Paired by seed: SAL's loss below FA's on {sum(s < f for s, f in zip(sal, fa, strict=True))}"
+                     f"/{len(sal)} seeds, below BP's on {sum(s < b for s, b in zip(sal, bp, strict=True))}/{len(sal)}; "
+                     f"median loss ratio to BP: SAL {ratio:.2f}, FA {fa_ratio:.2f}.")
     return [Table(["rule", "seeds", "final val loss median [IQR]", "abs(w_down - W21) median", "sign agreement",
-                   "protocol"], rows, notes=["Paper values: not available (no figure data published)."],
+                   "protocol"], rows, notes=notes,
                   title="sal-microcircuit: validation loss and feedback over seeds")]
 
 
