@@ -140,3 +140,13 @@ def test_refusals() -> None:
         build_model("spiking-fc", (4,), 2, neurons_per_class=2, non_target_per_class=2)
     with pytest.raises(ValueError, match=r"spike times must lie in \[0, 1\]"):
         build_rule("s2stdp", two_neuron_layer()).step(torch.tensor([[0.5, 2.0]]), torch.tensor([0]))
+
+
+def test_gap_split_counts_the_labels_group_as_the_target_even_when_its_winner_is_non_target() -> None:
+    # +L: the label's group was won by its non-target-labelled neuron; the authors keep n_t = 1, so
+    # g_nt = g / |U| = 0.05 and t_base = mean(0.2, 0.4) = 0.3: both winners want 0.35 (n_t = 0 gave 0.3)
+    from creditlab.spiking.supervised import temporal_targets
+
+    desired = temporal_targets(torch.tensor([0.2, 0.5, 0.4, 0.6]), torch.tensor([0, 2]),
+                               torch.tensor([False, False]), gap=0.1, ranges=False)
+    assert torch.allclose(desired, torch.tensor([0.35, 0.35]))

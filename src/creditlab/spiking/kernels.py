@@ -205,20 +205,17 @@ def time_target_epoch(inputs, labels, weights_t, thresholds, training_thresholds
         sample_first_spikes(x, weights_t, sample_thresholds, t_out, v_out, order, bin_key, bin_start, bin_fill,
                             potential, alive)
         # the per-class winners U and their desired times (temporal_targets)
-        n_target = 0
         fired_sum = np.float32(0.0)
         fired = 0
         for c in range(num_classes):
             w = first_to_fire(t_out, v_out, c * per_class, (c + 1) * per_class)
             winners[c] = w
             is_target[c] = c == label and target_labelled[w]
-            if is_target[c]:
-                n_target += 1
             if t_out[w] < 1.0:
                 fired_sum += t_out[w]
                 fired += 1
-        gap_nt = t_gap * n_target / num_classes
-        gap_t = np.float32(t_gap * (num_classes - n_target) / num_classes)
+        gap_nt = t_gap * 1 / num_classes  # n_t = 1: the label's group (see temporal_targets)
+        gap_t = np.float32(t_gap * (num_classes - 1) / num_classes)
         cap = np.float32(1.0 - gap_nt)
         t_base = min(np.float32(fired_sum / fired), cap) if fired else cap
         want_target, want_non = t_base - gap_t, t_base + np.float32(gap_nt)

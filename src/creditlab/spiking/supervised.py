@@ -247,13 +247,15 @@ def temporal_targets(times: torch.Tensor, winners: torch.Tensor, is_target: torc
     """Desired spike times of the updated neurons ``winners`` (S2-STDP; SSTDP when ``ranges``).
 
     ``t_base = min(mean of the winners' spikes that occurred, T_max - g_nt)`` (T_max - g_nt if none
-    fired), with the gap split ``g_nt = g n_t / |U|``, ``g_t = g (|U| - n_t) / |U|`` (n_t target
-    neurons among the |U| updated ones). Targets want ``t_base - g_t``, non-targets ``t_base + g_nt``;
+    fired), with the gap split ``g_nt = g n_t / |U|``, ``g_t = g (|U| - n_t) / |U|``, where n_t = 1:
+    the label's group, whose winner is the one target under intra-class WTA (the authors'
+    ``n_target_neurons = 1``, SpikeNN ``_impl.s2stdp``) even when that winner is a non-target-labelled
+    neuron (+L) and so is pushed late. Targets want ``t_base - g_t``, non-targets ``t_base + g_nt``;
     SSTDP only pushes a neuron that is on the wrong side of its bound.
     """
     t = times[winners]
     n_u = winners.numel()
-    n_t = int(is_target.sum())
+    n_t = 1
     gap_nt, gap_t = gap * n_t / n_u, gap * (n_u - n_t) / n_u
     fired = t < 1.0
     cap = torch.tensor(1.0 - gap_nt, dtype=t.dtype, device=t.device)
