@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch.nn as nn
 
 from creditlab.registry import Registry, import_submodules
-from creditlab.rules.base import Rule, StepOutput
+from creditlab.rules.base import DemoSetting, Rule, StepOutput
 
 RULES: Registry[type[Rule]] = Registry("rule")
 
@@ -28,4 +28,4 @@ def build_rule(name: str, model: nn.Module, **options: object) -> Rule:
 
 import_submodules(__name__)
 
-__all__ = ["RULES", "Rule", "StepOutput", "build_rule", "register_rule"]
+__all__ = ["RULES", "DemoSetting", "Rule", "StepOutput", "build_rule", "register_rule"]

@@ -32,8 +32,8 @@ What else a rule may declare (issue #15 part B), each a no-op or the old behavio
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -57,6 +57,30 @@ class StepOutput:
     output: torch.Tensor
 
 
+@dataclass(frozen=True)
+class DemoSetting:
+    """How ``creditlab demo`` shows a rule, and the floor it must reach there (one place per rule).
+
+    ``floor`` is the lowest test accuracy (a fraction) the rule may end the demo budget with; the demo
+    and CI fail below it. Set it from measurement, at least chance + 0.40 for a rule that learns by
+    gradient approximation or STDP; a lower floor needs ``why``. ``model`` None means the rule's
+    natural model (:func:`creditlab.bench.compat.natural_model`); ``training`` overrides the model's
+    training defaults (``lr``, ``batch_size``, ...); the input encoding is the model's own (its
+    registered ``normalization``), never the demo's.
+    """
+
+    floor: float
+    model: str | None = None
+    dataset: str = "mnist"
+    epochs: int = 1
+    train_limit: int | None = 3000
+    test_limit: int | None = 2000
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    rule_options: Mapping[str, Any] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)
+    why: str = ""
+
+
 class Rule(nn.Module):
     """Base class of every learning rule.
 
@@ -73,6 +97,8 @@ class Rule(nn.Module):
     optimizer_requirement: ClassVar[OptimizerRequirement | None] = None
     #: False where the loss has no gradient to compare the update with (spiking rules)
     has_true_gradient: ClassVar[bool] = True
+    #: how the demo shows this rule and its floor there (every registered rule must set one)
+    demo: ClassVar[DemoSetting | None] = None
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, task: Task = CLASSIFICATION) -> None:
         super().__init__()
