@@ -235,21 +235,26 @@ def datasets(data_dir: Annotated[str | None, typer.Option(help="dataset director
 @app.command()
 def demo(
     out: Annotated[str, typer.Option(help="output directory")] = "runs/demo",
-    epochs: Annotated[int, typer.Option(help="epochs per rule")] = 2,
-    train_limit: Annotated[int, typer.Option(help="training examples per rule")] = 15000,
+    epochs: Annotated[int | None, typer.Option(help="epochs per rule (default: each rule's demo budget; "
+                                                    "floors are then not enforced)")] = None,
+    train_limit: Annotated[int | None, typer.Option(help="training examples per rule (default: each rule's "
+                                                         "demo budget; floors are then not enforced)")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
     rules_: Annotated[list[str] | None, typer.Option("--rule", help="only these rules (repeatable)")] = None,
 ) -> None:
-    """Compare every rule on MNIST: a table in the terminal and a PNG plot."""
-    from creditlab.bench.demo import run_demo
+    """Train every rule at its own short budget on MNIST: a table, a PNG, and exit 1 if a rule ends below
+    its floor."""
+    from creditlab.bench.demo import DemoFloorError, run_demo
     from creditlab.cli_checks import check_demo_flags
 
     try:
         check_demo_flags(out=out, epochs=epochs, train_limit=train_limit, device=device, data_dir=data_dir,
                          rules=rules_)
-        run_demo(Path(out), epochs=epochs, train_limit=train_limit, device=device, data_dir=data_dir,
-                 only=rules_)
+        run_demo(Path(out), device=device, data_dir=data_dir, only=rules_, epochs=epochs,
+                 train_limit=train_limit)
+    except DemoFloorError as exc:
+        raise _fail(str(exc), code=1) from exc
     except CreditlabError as exc:
         raise _fail(str(exc)) from exc
 

@@ -274,9 +274,10 @@ def check_train_flags(*, rule: str, model: str, data: str, device: str, out: str
                         flag="--model-opt/--mixed-sign" if "mixed_sign" in model_options else "--model-opt")
 
 
-def check_demo_flags(*, out: str, epochs: int, train_limit: int | None, device: str, data_dir: str | None,
+def check_demo_flags(*, out: str, epochs: int | None, train_limit: int | None, device: str, data_dir: str | None,
                      rules: list[str] | None) -> None:
-    """What ``creditlab demo`` can check before it loads data."""
+    """What ``creditlab demo`` can check before it loads data (every chosen rule has a demo setting)."""
+    from creditlab.bench.demo import demo_setting
     from creditlab.rules import RULES
 
     check_positive_int("--epochs", epochs)
@@ -284,8 +285,12 @@ def check_demo_flags(*, out: str, epochs: int, train_limit: int | None, device: 
     check_device("--device", device)
     check_data_dir("--data-dir", data_dir)
     check_writable_dir("--out", out)
+    if rules is not None and not rules:
+        raise InvalidFlagError("--rule was given no rule; omit it to run every rule")
     for rule in rules or []:
         lookup("--rule", RULES, rule)
+    for rule in rules or RULES.names():
+        demo_setting(rule)
 
 
 def check_bench_flags(*, device: str, out: str, data_dir: str | None) -> None:

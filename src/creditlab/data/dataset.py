@@ -14,9 +14,10 @@ from creditlab.data.formats import read_cifar_binary, read_idx
 from creditlab.data.specs import DATASETS, DatasetSpec
 from creditlab.data.store import load_files
 from creditlab.errors import DatasetError
+from creditlab.spiking.coding import latency_code
 from creditlab.tasks import CLASSIFICATION, Task
 
-NORMALIZATIONS = ("standard", "unit", "symmetric")
+NORMALIZATIONS = ("standard", "unit", "symmetric", "latency")
 
 
 @dataclass
@@ -99,6 +100,8 @@ def _to_float(images: np.ndarray, spec: DatasetSpec, normalization: str, device:
         x = (x - mean) / std
     elif normalization == "symmetric":
         x = (x - 0.5) / 0.5
+    elif normalization == "latency":  # time-to-first-spike inputs of the spiking models
+        x = latency_code(x)
     elif normalization != "unit":
         raise ValueError(f"unknown normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
     return x
@@ -119,7 +122,10 @@ def load_dataset(
         name: ``mnist``, ``fashion-mnist``, ``kmnist`` or ``cifar10``.
         data_dir: searched first; then ``$CREDITLAB_DATA``; then ``~/.cache/creditlab``.
         val_fraction: share of the training set held out as a validation split (seeded).
-        normalization: ``standard`` (dataset mean/std), ``unit`` ([0, 1]) or ``symmetric`` ([-1, 1]).
+        normalization: ``standard`` (dataset mean/std), ``unit`` ([0, 1]), ``symmetric`` ([-1, 1]) or
+            ``latency`` (spike times ``t = 1 - x`` in [0, 1] of the [0, 1] intensities, 1 = no spike;
+            :func:`creditlab.spiking.coding.latency_code`). The model decides which: its registered
+            ``normalization`` default is the input encoding it needs.
     """
     spec = DATASETS.get(name)
     if not 0.0 <= val_fraction < 1.0:

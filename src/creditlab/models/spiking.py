@@ -15,8 +15,8 @@ from creditlab.spiking.extractor import PAPER_CONFIGS, STDPCSNN, CSNNConfig, pap
 
 
 @register_model("spiking-fc", "TTFS spiking classifier: IF neurons in competition groups (NCG option); "
-                "inputs are spike times in [0, 1]", default_dataset="fashion-mnist",
-                optimizer="sgd", lr=1.0, batch_size=256, epochs=100)
+                "inputs are spike times in [0, 1] (images: latency-coded, t = 1 - x)", default_dataset="fashion-mnist",
+                optimizer="sgd", lr=1.0, batch_size=256, epochs=100, normalization="latency")
 def spiking_fc(input_shape: tuple[int, ...], num_classes: int, neurons_per_class: int = 1,
                non_target_per_class: int = 0, regulation: str = "none", threshold: float = 200.0,
                w_init_mean: float = 0.3, w_init_std: float = 0.01, w_min: float = 0.0, w_max: float = 1.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from creditlab.rules import register_rule
-from creditlab.rules.base import Rule, StepOutput
+from creditlab.rules.base import DemoSetting, Rule, StepOutput
 
 
 @register_rule("bp")
@@ -14,6 +14,7 @@ class Backprop(Rule):
 
     name = "bp"
     description = "backpropagation (autograd): the exact gradient"
+    demo = DemoSetting(floor=0.75, model="mlp")  # measured 0.86 (1 epoch x 3000 images, seed 0)
 
     def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
         """Autograd backward pass; a model with its own exact backward (``backprop_update``) uses that.

@@ -64,7 +64,7 @@ from creditlab.errors import IncompatibleModelError
 from creditlab.models.vnn_layers import LocallyConnected2d, _in_batch_chunks, locally_connected_product
 from creditlab.registry import Registry
 from creditlab.rules import register_rule
-from creditlab.rules.base import LossFn, Rule, StepOutput
+from creditlab.rules.base import DemoSetting, LossFn, Rule, StepOutput
 from creditlab.seeding import mix_seed as _mix_seed
 
 #: modules owning parameters whose exact backward is local (per-unit parameters, see the module docstring)
@@ -534,6 +534,7 @@ class FeedbackAlignment(FeedbackAlignmentRule):
     name = "fa"
     mode = "fa"
     description = "feedback alignment (Lillicrap 2016): fixed random feedback matrices in place of W^T"
+    demo = DemoSetting(floor=0.60, model="mlp")  # measured 0.73
 
 
 @register_rule("usf")
@@ -543,6 +544,7 @@ class UniformSignFeedbackAlignment(FeedbackAlignmentRule):
     name = "usf"
     mode = "usf"
     description = "uniform sign-concordant feedback: B = sigma * sign(W), follows W"
+    demo = DemoSetting(floor=0.70, model="mlp")  # measured 0.85
 
 
 @register_rule("brsf")
@@ -552,6 +554,7 @@ class BatchRandomSignFeedbackAlignment(FeedbackAlignmentRule):
     name = "brsf"
     mode = "brsf"
     description = "batchwise random-magnitude sign-concordant feedback: B = |M_t| * sign(W), M_t redrawn"
+    demo = DemoSetting(floor=0.70, model="mlp")  # measured 0.85
 
 
 @register_rule("frsf")
@@ -561,3 +564,4 @@ class FixedRandomSignFeedbackAlignment(FeedbackAlignmentRule):
     name = "frsf"
     mode = "frsf"
     description = "fixed random-magnitude sign-concordant feedback: B = |M0| * sign(W)"
+    demo = DemoSetting(floor=0.70, model="mlp")  # measured 0.85

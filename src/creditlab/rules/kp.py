@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from creditlab.optim import OptimizerRequirement
 from creditlab.rules import register_rule
-from creditlab.rules.base import LossFn, StepOutput
+from creditlab.rules.base import DemoSetting, LossFn, StepOutput
 from creditlab.rules.fa import (
     FeedbackAlignmentRule,
     FeedbackLayerMixin,
@@ -84,6 +84,7 @@ class KolenPollack(FeedbackAlignmentRule):
     mode = "kp"
     description = ("Kolen-Pollack (1994; Akrout 2019): feedback B receives W's update plus decay, "
                    "so B converges to W^T")
+    demo = DemoSetting(floor=0.60, model="mlp", epochs=2)  # its default SGD: measured 0.78 (0.52 after 1 epoch)
     #: W's optimizer by default matches B's own update (the constructor's defaults), so B - W decays
     optimizer_requirement = OptimizerRequirement(
         "rule 'kp'", fixed={}, defaults={"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-3},

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from creditlab.analysis.alignment import angle_degrees
 from creditlab.rules import register_rule
-from creditlab.rules.base import LossFn
+from creditlab.rules.base import DemoSetting, LossFn
 from creditlab.rules.fa import FeedbackAlignmentRule, FeedbackLinear, RandomFeedback, feedback_layers, register_scheme
 from creditlab.seeding import mix_seed
 from creditlab.spiking.sal import ExponentialWindow, PairSTDP, sal_update
@@ -55,6 +55,9 @@ class SpikeAlignment(FeedbackAlignmentRule):
     name = "sal"
     mode = "sal"
     description = "spike-based alignment learning (Gierlich 2025): FC feedback learned by STDP in spiking phases"
+    # a narrower MLP and one short spiking phase (1 x 400 steps, 16 chains) keep the demo to seconds: measured 0.72
+    demo = DemoSetting(floor=0.60, model="mlp", model_options={"hidden": [256, 256]},
+                       rule_options={"iterations": 1, "steps": 400, "chains": 16})
 
     def __init__(self, model: nn.Module, loss_fn: LossFn = F.cross_entropy, seed: int = 0, sal_lr: float = 0.04,
                  iterations: int = 5, steps: int = 2000, chains: int = 32, t_ref: int = 10) -> None:
