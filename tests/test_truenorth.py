@@ -295,9 +295,9 @@ def test_reproduce_quick_records_every_variant(data_root, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"networks": ["7core"]}, "unknown network.*valid: 5core, 30core"),
-    ({"epochs": 0}, "epochs must be a positive number"),
-    ({"sweep": [0, 2]}, "sweep: ensemble sizes are positive integers"),
+    ({"networks": ["7core"]}, "networks=.*takes one of '5core', '30core'.*item 7core: not one of the valid"),
+    ({"epochs": 0}, "epochs=0: .* takes a whole number >= 1"),
+    ({"sweep": [0, 2]}, r"sweep=\[0,2\]: .* takes a whole number >= 1, or a non-empty list of them .*item 0"),
 ])
 def test_bad_experiment_options_are_refused(options: dict, message: str, tmp_path) -> None:
     from creditlab.experiments import ExperimentContext, load_all, resolve_options

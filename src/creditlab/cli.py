@@ -268,6 +268,7 @@ def reproduce(
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads [default: torch's]")] = None,
 ) -> None:
     """Run one paper's experiment: results records and figures in --out."""
+    from creditlab.cli_checks import check_reproduce_flags
     from creditlab.experiments import ExperimentContext, load_all, resolve_options
 
     registry = load_all()
@@ -276,21 +277,24 @@ def reproduce(
             experiment = registry.get(exp_name)
             typer.echo(f"{exp_name:28s} {experiment.description}")
             for key, option in experiment.options.items():
-                typer.echo(f"{'':30s}--opt {key}=...  {option.help}")
+                typer.echo(f"{'':30s}--opt {key}=...  {option.help} (takes {option.describe()})")
         return
     if name not in registry:
         raise _fail(f"unknown experiment {name!r}; valid: {', '.join(registry.names())}")
+    experiment = registry.get(name)
+    out_dir = Path(out or f"runs/reproduce/{name}")
+    try:  # every flag and option is checked before the experiment starts
+        check_reproduce_flags(device=device, out=str(out_dir), data_dir=data_dir, threads=threads)
+        options = resolve_options(experiment, _parse_options(opt, "--opt"))
+    except CreditlabError as exc:
+        raise _fail(str(exc)) from exc
     if threads is not None:
-        if threads < 1:
-            raise _fail(f"--threads must be a positive integer (got {threads})")
         import torch
 
         torch.set_num_threads(threads)
-    experiment = registry.get(name)
     try:
-        options = resolve_options(experiment, _parse_options(opt, "--opt"))
-        ctx = ExperimentContext(quick=quick, device=device, out_dir=Path(out or f"runs/reproduce/{name}"),
-                                data_dir=data_dir, seed=seed, options=options)
+        ctx = ExperimentContext(quick=quick, device=device, out_dir=out_dir, data_dir=data_dir, seed=seed,
+                                options=options)
         records = experiment.run(ctx)
     except DivergenceError as exc:
         raise _fail(str(exc), code=3) from exc

@@ -288,6 +288,15 @@ def check_demo_flags(*, out: str, epochs: int, train_limit: int | None, device: 
         lookup("--rule", RULES, rule)
 
 
+def check_reproduce_flags(*, device: str, out: str, data_dir: str | None, threads: int | None) -> None:
+    """What ``creditlab reproduce`` can check before the experiment starts (its options:
+    :func:`creditlab.experiments.resolve_options`)."""
+    check_positive_int("--threads", threads)
+    check_device("--device", device)
+    check_data_dir("--data-dir", data_dir)
+    check_writable_dir("--out", out)
+
+
 def check_bench_flags(*, device: str, out: str, data_dir: str | None) -> None:
     """What ``creditlab bench`` can check before it runs a unit (``--out`` is the results JSONL file)."""
     check_device("--device", device)
@@ -297,5 +306,5 @@ def check_bench_flags(*, device: str, out: str, data_dir: str | None) -> None:
 
 __all__ = ["InvalidFlagError", "check_bench_flags", "check_data_dir", "check_demo_flags", "check_device",
            "check_fraction", "check_learning_rate", "check_limit", "check_model_options", "check_options",
-           "check_positive_int", "check_rule_options", "check_train_flags", "check_writable_dir",
-           "check_writable_file", "lookup"]
+           "check_positive_int", "check_reproduce_flags", "check_rule_options", "check_train_flags",
+           "check_writable_dir", "check_writable_file", "lookup"]
