@@ -227,7 +227,7 @@ def resolve(options: Mapping[str, Option], given: Mapping[str, Any], owner: str,
             resolved[key] = option.validate(given[key])
         except ValueError as error:
             raise OptionValueError(f"{flag} {key}={show(given[key])}: {owner}: option {key!r} takes "
-                                   f"{option.describe()} (given: {error})") from None
+                                   f"{option.describe()} ({error})") from None
     return resolved
 
 

@@ -324,7 +324,7 @@ def _check_library_rules(rules: list[str]) -> None:
 
     unknown = [name for name in rules if name not in RULES]
     if unknown:
-        raise ValueError(f"unknown rule(s) {', '.join(map(repr, unknown))}; valid: {', '.join(RULES.names())}")
+        raise ValueError(f"unknown rule {', '.join(map(repr, unknown))}; valid: {', '.join(RULES.names())}")
     if len(set(rules)) < 2:
         raise ValueError("identification needs at least 2 distinct rules to tell apart")
 
