@@ -220,12 +220,13 @@ def test_energy_model_charges_cores_times_time_per_image() -> None:
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"windows": 3}, "unknown truenorth option.*valid: window"),
+    ({"windows": 3}, "model 'truenorth' has no option 'windows'; valid: .*window"),
     ({"window": 17}, "window=17"),
+    ({"window": 1.5}, "option window=1.5: .* takes a whole number >= 1"),
     ({"neurons_per_class": 30}, "exceeds 256 neurons per core"),
     ({"type_weights": "ternary"}, "valid: balanced-signs"),
     ({"type_weights": [1, -1, 300, 2]}, "4 integers in"),
-    ({"ensemble_sizes": [0, 4]}, "ensemble_sizes must be positive"),
+    ({"ensemble_sizes": [0, 4]}, r"ensemble_sizes=\[0,4\]: .* whole number >= 1.*item 0"),
 ])
 def test_bad_model_options_are_refused(options: dict, message: str) -> None:
     with pytest.raises(TrueNorthOptionError, match=message):

@@ -99,7 +99,8 @@ def train(
                           train_limit=train_limit, test_limit=test_limit, epochs=epochs, batch_size=batch_size,
                           lr=lr, val_fraction=val_fraction, rule_options=_parse_options(rule_opt, "--rule-opt"),
                           model_options={**_parse_options(model_opt, "--model-opt"), **({"mixed_sign": True}
-                                                                                         if mixed_sign else {})})
+                                                                                         if mixed_sign else {})},
+                          track_alignment=track_alignment)
     except InvalidFlagError as exc:
         raise _fail(str(exc)) from exc
     rank, world_size = 0, 1

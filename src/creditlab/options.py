@@ -15,7 +15,8 @@ any number, a str default a string, a list default a list of the default items' 
 refuses ``[]`` unless ``non_empty=False`` (an empty list never means "all"); ``single=True`` also
 accepts one item given alone. ``minimum``/``maximum`` (inclusive) and ``above``/``below`` (exclusive)
 bound a number or every item of a list; ``choices`` lists the valid strings; ``check`` runs a further test
-(it raises ValueError with the reason). None is accepted where the default is None (``nullable``).
+(it raises ValueError with the reason), and ``what`` says in words what is valid where the fields
+cannot (``type=object`` with a ``check``). None is accepted where the default is None (``nullable``).
 
 :func:`resolve` checks every given value against its option before any work starts and raises
 :class:`OptionValueError` naming the option, the value and what is valid.
@@ -56,6 +57,7 @@ class Option:
     single: bool = False
     unbounded: bool = False
     check: Callable[[Any], None] | None = None
+    what: str | None = None
 
     # -- what the option is -----------------------------------------------------------------------
 
@@ -100,6 +102,8 @@ class Option:
     def describe(self) -> str:
         """What the option takes, in words (``a whole number >= 1``, ``one of 'cpu', 'paper'``, ...)."""
         kind = self.kind
+        if self.what is not None:
+            return self.what + (", or null (the default)" if self.accepts_none else "")
         if kind is list:
             listed = "a list" if not self.non_empty else "a non-empty list"
             if self.single:
