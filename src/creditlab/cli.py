@@ -179,19 +179,20 @@ def train(
 @app.command()
 def rules(
     as_json: Annotated[bool, typer.Option("--json", help="print {rule: {description, models}} as JSON")] = False,
+    refresh: Annotated[bool, typer.Option(help="construct every rule on every model again, ignoring the cache")
+                       ] = False,
 ) -> None:
-    """Every learning rule, with the models it can train (found by constructing it on each)."""
-    from rich.console import Console
-    from rich.table import Table
+    """Every learning rule, with the models it can train (found by constructing it on each; the table is
+    cached per source and installed version, so only the first run after a change builds it)."""
+    from creditlab.bench.rules_table import rules_table
 
-    from creditlab.bench.compat import compatible_models
-    from creditlab.rules import RULES
-
-    rows = {name: {"description": RULES.get(name).description, "models": compatible_models(name)}
-            for name in RULES.names()}
+    rows = rules_table(refresh=refresh)
     if as_json:
         typer.echo(json.dumps(rows))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="creditlab learning rules")
     table.add_column("rule")
     table.add_column("description")
