@@ -59,9 +59,9 @@ def test_the_rules_table_is_cached_per_source(tmp_path, monkeypatch) -> None:
     from creditlab.bench import rules_table as cache
 
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path))
-    builds = []
-    monkeypatch.setattr(cache, "build_table", lambda: builds.append(1) or {"bp": {"description": "d", "models": ["mlp"]}})
-    assert cache.rules_table() == cache.rules_table() == {"bp": {"description": "d", "models": ["mlp"]}}
+    builds, built = [], {"bp": {"description": "d", "models": ["mlp"]}}
+    monkeypatch.setattr(cache, "build_table", lambda: builds.append(1) or built)
+    assert cache.rules_table() == cache.rules_table() == built
     assert len(builds) == 1
     monkeypatch.setattr(cache, "source_key", lambda: "another-source")
     cache.rules_table()
