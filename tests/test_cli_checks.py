@@ -201,3 +201,9 @@ def test_track_alignment_without_a_true_gradient_is_refused_before_data(tmp_path
     refused(train("--rule", "s2stdp", "--model", "spiking-fc", "--track-alignment", out=tmp_path),
             "--track-alignment", "no true gradient")
     reaches_data_loading(train("--rule", "fa", "--model", "mlp", "--track-alignment", out=tmp_path))
+
+
+def test_resume_on_an_empty_out_says_it_starts_fresh(tmp_path):
+    result = runner.invoke(app, train("--resume", out=tmp_path / "empty"))
+    assert isinstance(result.exception, AssertionError)  # went on to load data: a new run
+    assert "--resume: no checkpoint in" in result.output and "new run" in result.output

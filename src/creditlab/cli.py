@@ -145,6 +145,11 @@ def train(
             return [AlignmentTracker(dataset.train_x[:256], dataset.train_y[:256])]
 
     run_dir = out or f"runs/{rule}-{model}-{data}-s{seed}"
+    if resume and rank == 0:
+        from creditlab.checkpoint import CHECKPOINT_NAME
+
+        if not (Path(run_dir) / CHECKPOINT_NAME).is_file():
+            typer.echo(f"note: --resume: no checkpoint in {run_dir}, so this is a new run from epoch 1", err=True)
     try:
         summary = train_from_names(
             rule, model, data, data_dir=data_dir, rule_options=_parse_options(rule_opt, "--rule-opt"),
