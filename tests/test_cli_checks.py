@@ -207,3 +207,20 @@ def test_resume_on_an_empty_out_says_it_starts_fresh(tmp_path):
     result = runner.invoke(app, train("--resume", out=tmp_path / "empty"))
     assert isinstance(result.exception, AssertionError)  # went on to load data: a new run
     assert "--resume: no checkpoint in" in result.output and "new run" in result.output
+
+
+def test_help_keeps_the_bracketed_default_hints():
+    """`[default: the model's]` would be read as rich markup and dropped unless escaped."""
+    import re
+
+    import typer.main
+
+    command = typer.main.get_command(app)
+    hints = [(name, re.sub(r"\\(?=\[)", "", hint)) for name, sub in command.commands.items() for param in sub.params
+             for hint in re.findall(r"\\?\[[^\]]*\]", getattr(param, "help", None) or "")]
+    assert ("train", "[default: the model's]") in hints
+    for name in {name for name, _ in hints}:
+        result = CliRunner(env={"COLUMNS": "400"}).invoke(app, [name, "--help"])
+        assert result.exit_code == 0
+        for hint in [h for n, h in hints if n == name]:
+            assert hint in result.output, (name, hint)

@@ -54,21 +54,21 @@ def train(
     rule: Annotated[str, typer.Option(help="learning rule (see `creditlab rules`)")] = "bp",
     model: Annotated[str, typer.Option(help="model (see `creditlab models`)")] = "mlp",
     data: Annotated[str, typer.Option(help="dataset: mnist, fashion-mnist, kmnist, cifar10")] = "mnist",
-    epochs: Annotated[int | None, typer.Option(help="epochs [default: the model's]")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="global batch size [default: the model's]")] = None,
-    lr: Annotated[float | None, typer.Option(help="learning rate [default: the model's]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs \\[default: the model's]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="global batch size \\[default: the model's]")] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate \\[default: the model's]")] = None,
     optimizer: Annotated[str | None, typer.Option(help="adam, adamw or sgd")] = None,
     momentum: Annotated[float | None, typer.Option(help="SGD momentum (the reducer's with --distributed "
                                                         "sketch/fetchsgd/topk/localtopk; default 0.9 there)")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="weight decay")] = None,
     schedule: Annotated[str | None, typer.Option(help="none, cosine or multistep")] = None,
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="random crop + flip")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda[:N]")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu or cuda\\[:N]")] = "cpu",
     seed: Annotated[int, typer.Option(help="seed of initialization, batches and rule randomness")] = 0,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory (else $CREDITLAB_DATA, "
                                                        "~/.cache/creditlab, download)")] = None,
     out: Annotated[str | None, typer.Option(help="run directory: metrics.jsonl, checkpoint.pt "
-                                                 "[default: runs/RULE-MODEL-DATA-sSEED]")] = None,
+                                                 "\\[default: runs/RULE-MODEL-DATA-sSEED]")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the checkpoint in --out")] = False,
     val_fraction: Annotated[float, typer.Option(help="share of training data held out for validation")] = 0.0,
     early_stopping: Annotated[int | None, typer.Option(help="stop after N epochs without a better validation "
@@ -269,10 +269,10 @@ def reproduce(
     opt: Annotated[list[str] | None, typer.Option(help="experiment option KEY=VALUE (repeatable; "
                                                        "`--list` shows each experiment's)")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
-    out: Annotated[str | None, typer.Option(help="output directory [default: runs/reproduce/NAME]")] = None,
+    out: Annotated[str | None, typer.Option(help="output directory \\[default: runs/reproduce/NAME]")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
     seed: Annotated[int, typer.Option(help="base seed")] = 0,
-    threads: Annotated[int | None, typer.Option(help="torch intra-op threads [default: torch's]")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch intra-op threads \\[default: torch's]")] = None,
 ) -> None:
     """Run one paper's experiment: results records and figures in --out."""
     from creditlab.cli_checks import check_reproduce_flags
@@ -362,6 +362,12 @@ def main() -> None:
     """Entry point of the ``creditlab`` command."""
     try:
         app()
+    except DivergenceError as exc:  # each command turns its own errors into messages; these are the rest
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(3)
+    except CreditlabError as exc:  # bad input found late: a message and exit 2, never a traceback
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted; rerun with --resume to continue from the last checkpoint", err=True)
         sys.exit(130)
