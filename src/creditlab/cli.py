@@ -78,7 +78,9 @@ def train(
     test_limit: Annotated[int | None, typer.Option(help="test on the first N examples only")] = None,
     track_alignment: Annotated[bool, typer.Option(help="log per-layer alignment with the true gradient")] = False,
     mixed_sign: Annotated[bool, typer.Option(help="mixed-sign variant of a VNN model")] = False,
-    rule_opt: Annotated[list[str] | None, typer.Option(help="rule option KEY=VALUE (repeatable)")] = None,
+    rule_opt: Annotated[list[str] | None, typer.Option(help="rule option KEY=VALUE (repeatable): the rule's "
+                                                           "settings, e.g. sal's spiking phase budget steps=100 "
+                                                           "iterations=5 (docs/rules)")] = None,
     model_opt: Annotated[list[str] | None, typer.Option(help="model option KEY=VALUE (repeatable)")] = None,
     distributed: Annotated[str | None, typer.Option(help="under torchrun: " + ", ".join(DISTRIBUTED_KINDS))] = None,
     sketch_rows: Annotated[int, typer.Option(help="count-sketch rows")] = 5,
