@@ -177,3 +177,24 @@ def test_reproduce_out_that_is_a_file_exits_2(tmp_path: Path, runs_forbidden: No
     result = CliRunner().invoke(app, ["reproduce", "sal-deep", "--out", str(path)])
     assert result.exit_code == 2 and "--out" in result.output and "not a directory" in result.output
     assert "Traceback" not in result.output and "NotADirectoryError" not in result.output
+
+
+def _quoted_reproduce_commands() -> list[tuple[str, str]]:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_docs import COMMANDS
+
+    return [(where, args) for where, args, _ in COMMANDS if args.startswith("reproduce ") and "--opt" in args]
+
+
+@pytest.mark.parametrize(("where", "args"), _quoted_reproduce_commands())
+def test_every_quoted_reproduce_command_passes_the_option_check(where: str, args: str) -> None:
+    """The options the docs and README quote are valid under each experiment's schema."""
+    import shlex
+
+    from creditlab.cli import _parse_options
+
+    words = shlex.split(args)
+    pairs = [words[i + 1] for i, word in enumerate(words) if word == "--opt"]
+    resolve_options(EXPERIMENTS.get(words[1]), _parse_options(pairs, "--opt"))

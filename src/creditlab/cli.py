@@ -286,7 +286,7 @@ def reproduce(
             experiment = registry.get(exp_name)
             typer.echo(f"{exp_name:28s} {experiment.description}")
             for key, option in experiment.options.items():
-                typer.echo(f"{'':30s}--opt {key}=...  {option.help} (takes {option.describe()})")
+                typer.echo(f"{'':30s}--opt {key}=...  {option.help} (takes {option.describe(null=False)})")
         return
     if name not in registry:
         raise _fail(f"unknown experiment {name!r}; valid: {', '.join(registry.names())}")

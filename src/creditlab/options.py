@@ -99,11 +99,12 @@ class Option:
 
     # -- checking a value -------------------------------------------------------------------------
 
-    def describe(self) -> str:
-        """What the option takes, in words (``a whole number >= 1``, ``one of 'cpu', 'paper'``, ...)."""
+    def describe(self, null: bool = True) -> str:
+        """What the option takes, in words (``a whole number >= 1``, ``one of 'cpu', 'paper'``, ...);
+        ``null``: say that null (the default) is taken too, where it is."""
         kind = self.kind
         if self.what is not None:
-            return self.what + (", or null (the default)" if self.accepts_none else "")
+            return self.what + (", or null (the default)" if null and self.accepts_none else "")
         if kind is list:
             listed = "a list" if not self.non_empty else "a non-empty list"
             if self.single:
@@ -112,7 +113,7 @@ class Option:
                 text = f"{listed} of {_describe_scalar(self.item_kind, self, plural=True)}"
         else:
             text = _describe_scalar(kind, self, plural=False)
-        return text + (", or null (the default)" if self.accepts_none else "")
+        return text + (", or null (the default)" if null and self.accepts_none else "")
 
     def validate(self, value: Any) -> Any:
         """``value`` as the option holds it (lists as lists, ints given to a float option as floats);
