@@ -97,6 +97,8 @@ def runs_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_wrong_type_out_of_range_and_empty_list_exit_2(name: str, key: str, runs_forbidden: None,
                                                         tmp_path: Path) -> None:
     option: Option = EXPERIMENTS.get(name).options[key]
+    if option.kind is None or (option.kind is list and option.item_kind is None):
+        pytest.fail(f"{name} --opt {key}: untyped; declare type= (and item= for a list)")
     bad = wrong_types(option) + out_of_range(option)
     if option.kind is not list or option.non_empty:
         bad.append("[]")

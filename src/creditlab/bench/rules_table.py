@@ -2,7 +2,7 @@
 
 Building every rule on every model takes seconds (most of it importing torch and constructing), so
 the table is kept in ``$CREDITLAB_CACHE`` (default ``~/.cache/creditlab``) under a key of everything
-that decides it: creditlab's version, the installed torch's version, Python's version and the text
+that decides it: creditlab's version, the installed torch's version file, Python's version and the text
 of every source file of the package. Any edit or upgrade changes the key and the table is built
 again; a cached table is read without importing torch. A cache that cannot be read is rebuilt, one
 that cannot be written is skipped.
@@ -11,10 +11,10 @@ that cannot be written is skipped.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +32,21 @@ def source_key() -> str:
     import creditlab
 
     digest = hashlib.sha256()
-    try:
-        torch_version = metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        torch_version = "none"
-    digest.update(f"{creditlab.__version__}|{torch_version}|{sys.version}".encode())
+    digest.update(f"{creditlab.__version__}|{sys.version}|".encode() + _torch_version_file())
     root = Path(creditlab.__file__).resolve().parent
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:24]
+
+
+def _torch_version_file() -> bytes:
+    """The installed torch's ``version.py`` (its version and git commit), found without importing torch
+    (``importlib.metadata`` would scan every installed distribution: most of a second)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return b"no torch"
+    path = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    return path.read_bytes() if path.is_file() else str(path.parent).encode()
 
 
 def build_table() -> dict[str, dict[str, Any]]:

@@ -48,7 +48,6 @@ from creditlab.seeding import mix_seed
 from creditlab.spiking.sal import ExponentialWindow, PairSTDP, sal_update
 from creditlab.spiking.stochastic import RunNoise, StochasticNeurons
 
-
 #: the authors' phase: iterations x steps of spiking before an epoch of FULL_EPOCH_STEPS training steps
 PAPER_PHASE_STEPS = 2000
 FULL_EPOCH_STEPS = 469  # Fashion-MNIST, 60000 images at batch 128 (the authors' exp. 3)
