@@ -164,12 +164,18 @@ def test_type_is_inferred_strictly_from_the_default() -> None:
         Option([1, 2], "sizes").validate([1, "x"])
 
 
-def test_positional_form_still_registers() -> None:
-    """Other experiments declare ``ExperimentOption(default, help)``; it is the same typed option."""
-    from creditlab.experiments import ExperimentOption
+def test_positional_form_still_registers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Experiments declare ``ExperimentOption(default, help)``: the same typed option, type from the default."""
+    from creditlab.experiments import ExperimentOption, register_experiment
 
-    option = ExperimentOption(10, "epochs")
-    assert option.kind is int and option.describe() == "a whole number"
+    monkeypatch.setattr(EXPERIMENTS, "_entries", dict(EXPERIMENTS._entries))  # registered here only
+    register_experiment("positional-form", "a test", options={"epochs": ExperimentOption(10, "epochs"),
+                                                              "quick": ExperimentOption(False, "flag")})(lambda ctx: [])
+    experiment = EXPERIMENTS.get("positional-form")
+    assert resolve_options(experiment, {"epochs": 3}) == {"epochs": 3, "quick": False}
+    for given in ({"epochs": 1.5}, {"epochs": "abc"}, {"epochs": True}, {"quick": "maybe"}, {"quick": 1}):
+        with pytest.raises(OptionValueError, match=f"--opt {next(iter(given))}="):
+            resolve_options(experiment, given)
     assert isinstance(Experiment("x", "y", lambda ctx: []).options, dict)
 
 
