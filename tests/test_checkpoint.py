@@ -43,19 +43,46 @@ def test_a_pickle_with_code_is_refused_without_running_it(run_dir, tmp_path, mni
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     state["history"] = [_Payload(marker)]
     torch.save(state, run_dir / "checkpoint.pt")
-    with pytest.raises(CreditlabError, match=r"checkpoint .*checkpoint.pt was refused unread.*run code"):
+    with pytest.raises(CreditlabError, match=r"checkpoint .*checkpoint.pt was refused unread.*run code.*"
+                                             r"Unsupported global"):
         train_from_names("bp", "mlp", "mnist", loaded=mnist, resume=True, out_dir=str(run_dir), **SETTINGS)
     assert not marker.exists()
     torch.load(run_dir / "checkpoint.pt", weights_only=False)  # the payload is real: unsafe loading runs it
     assert marker.exists()
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "random"])
 def test_corrupt_or_truncated_checkpoints_name_the_file(run_dir, damage):
+    """Not "could run code": random bytes or a cut-off file are simply not a checkpoint."""
     path = run_dir / "checkpoint.pt"
     data = path.read_bytes()
-    path.write_bytes(b"this is not a checkpoint" if damage == "garbage" else data[:len(data) // 2])
-    with pytest.raises(CreditlabError, match=rf"checkpoint {path} cannot be read, it is corrupt or truncated"):
+    damaged = {"garbage": b"this is not a checkpoint", "truncated": data[:len(data) // 2],
+               "random": bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).tolist())}
+    path.write_bytes(damaged[damage])
+    with pytest.raises(CreditlabError, match=rf"{path} is not a checkpoint: it is not a torch.save archive") as error:
+        load_checkpoint(path)
+    assert "run code" not in str(error.value)
+
+
+def test_a_damaged_archive_is_corrupt(run_dir):
+    path = run_dir / "checkpoint.pt"
+    data = bytearray(path.read_bytes())
+    data[100:400] = bytes(300)  # inside the archive's first member; the directory at the end is intact
+    path.write_bytes(bytes(data))
+    with pytest.raises(CreditlabError, match=rf"checkpoint {path} cannot be read, it is corrupt"):
+        load_checkpoint(path)
+
+
+def test_an_archive_of_damaged_pickle_bytes_is_corrupt_not_code(run_dir):
+    import zipfile
+
+    path = run_dir / "checkpoint.pt"
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, bytes(range(200, 256)) * 3 if name.endswith("data.pkl") else data)
+    with pytest.raises(CreditlabError, match=rf"checkpoint {path} cannot be read, it is corrupt.*Unsupported operand"):
         load_checkpoint(path)
 
 

@@ -148,3 +148,79 @@ def test_bench_cuda_without_cuda_is_refused(tmp_path, monkeypatch):
 
 def test_bench_out_that_is_a_directory_is_refused(tmp_path):
     refused(["bench", "quick", "--out", str(tmp_path)], "--out", "is a directory")
+
+
+def reaches_data_loading(args: list[str]) -> None:
+    """Every flag passed its check: the command went on to load data (which the fixture refuses)."""
+    result = runner.invoke(app, args)
+    assert isinstance(result.exception, AssertionError), result.output
+    assert "data was loaded before the flags were checked" in str(result.exception)
+
+
+def test_truenorth_model_options_reach_the_builder(tmp_path):
+    """``build_truenorth(**options)`` declares its options as a schema, so --model-opt sees every one."""
+    from creditlab.models import MODELS
+    from creditlab.options import show
+
+    options = MODELS.get("truenorth").options
+    reaches_data_loading(train("--model", "truenorth", *[a for key, o in options.items() if o.default is not None
+                                                         for a in ("--model-opt", f"{key}={show(o.default)}")],
+                               out=tmp_path))
+    refused(train("--model", "truenorth", "--model-opt", "window=1.5", out=tmp_path),
+            "--model-opt window=1.5", "takes a whole number >= 1")
+    refused(train("--model", "truenorth", "--model-opt", "windows=3", out=tmp_path),
+            "no option 'windows'", "valid:", "hidden_neurons")
+    refused(train("--model", "truenorth", "--model-opt", "window=17", out=tmp_path), "w*w <= 256")
+
+
+def _quoted_train_commands() -> list[tuple[str, str]]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_docs import COMMANDS
+
+    return [(where, args) for where, args, _ in COMMANDS if args.startswith("train ") and "--distributed" not in args]
+
+
+@pytest.mark.parametrize(("where", "args"), _quoted_train_commands())
+def test_every_quoted_train_command_passes_the_checks(where, args, tmp_path, monkeypatch):
+    """The docs' `creditlab train` commands (the truenorth 30-core one among them) pass every flag check."""
+    import shlex
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    words = shlex.split(args)
+    if "--out" not in words:
+        words += ["--out", str(tmp_path / "run")]
+    reaches_data_loading(words)
+
+
+def test_the_docs_quote_the_30_core_truenorth_command():
+    assert any("--model truenorth" in args and "stride=4" in args for _, args in _quoted_train_commands())
+
+
+def test_track_alignment_without_a_true_gradient_is_refused_before_data(tmp_path):
+    refused(train("--rule", "s2stdp", "--model", "spiking-fc", "--track-alignment", out=tmp_path),
+            "--track-alignment", "no true gradient")
+    reaches_data_loading(train("--rule", "fa", "--model", "mlp", "--track-alignment", out=tmp_path))
+
+
+def test_resume_on_an_empty_out_says_it_starts_fresh(tmp_path):
+    result = runner.invoke(app, train("--resume", out=tmp_path / "empty"))
+    assert isinstance(result.exception, AssertionError)  # went on to load data: a new run
+    assert "--resume: no checkpoint in" in result.output and "new run" in result.output
+
+
+def test_help_keeps_the_bracketed_default_hints():
+    """`[default: the model's]` would be read as rich markup and dropped unless escaped."""
+    import re
+
+    import typer.main
+
+    command = typer.main.get_command(app)
+    hints = [(name, re.sub(r"\\(?=\[)", "", hint)) for name, sub in command.commands.items() for param in sub.params
+             for hint in re.findall(r"\\?\[[^\]]*\]", getattr(param, "help", None) or "")]
+    assert ("train", "[default: the model's]") in hints
+    for name in {name for name, _ in hints}:
+        result = CliRunner(env={"COLUMNS": "400"}).invoke(app, [name, "--help"])
+        assert result.exit_code == 0
+        for hint in [h for n, h in hints if n == name]:
+            assert hint in result.output, (name, hint)

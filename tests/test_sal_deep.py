@@ -55,6 +55,27 @@ def test_the_fc_layers_must_form_a_chain_and_options_are_checked() -> None:
         build_rule("sal", _mlp(), sal_lr=float("nan"))
 
 
+def test_the_phase_budget_follows_the_run_size_unless_set(mnist) -> None:
+    """Issue #27: a 128-image run got the authors' 5 x 2000-step phase before every epoch (minutes).
+    Unset, ``steps`` keeps the authors' ratio (2000 per 469-step epoch, at least 100); set, it is kept."""
+    from creditlab.train import train_from_names
+
+    small = mnist.subset(train=128, test=64)
+    summary = train_from_names("sal", "lenet", "mnist", loaded=small, epochs=1, batch_size=64, progress=False,
+                               rule_options={"chains": 2})
+    assert summary["history"][-1]["sal_phase_steps"] == 5 * 100  # 2 training steps: the floor
+    rule = build_rule("sal", _mlp())
+    context = type("Context", (), {"steps_per_epoch": 469})()
+    rule.on_fit_start(context)
+    assert rule.steps == 2000  # a full-size epoch: the authors' phase
+    context.steps_per_epoch = 100
+    rule.on_fit_start(context)
+    assert rule.steps == 427  # ceil(2000 * 100 / 469)
+    explicit = build_rule("sal", _mlp(), steps=50)
+    explicit.on_fit_start(context)
+    assert explicit.steps == 50
+
+
 def test_sal_deep_quick_writes_accuracy_and_angles(tmp_path, data_root) -> None:
     from creditlab.experiments import sal_deep
 

@@ -220,12 +220,13 @@ def test_energy_model_charges_cores_times_time_per_image() -> None:
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"windows": 3}, "unknown truenorth option.*valid: window"),
+    ({"windows": 3}, "model 'truenorth' has no option 'windows'; valid: .*window"),
     ({"window": 17}, "window=17"),
+    ({"window": 1.5}, "option window=1.5: .* takes a whole number >= 1"),
     ({"neurons_per_class": 30}, "exceeds 256 neurons per core"),
     ({"type_weights": "ternary"}, "valid: balanced-signs"),
     ({"type_weights": [1, -1, 300, 2]}, "4 integers in"),
-    ({"ensemble_sizes": [0, 4]}, "ensemble_sizes must be positive"),
+    ({"ensemble_sizes": [0, 4]}, r"ensemble_sizes=\[0,4\]: .* whole number >= 1.*item 0"),
 ])
 def test_bad_model_options_are_refused(options: dict, message: str) -> None:
     with pytest.raises(TrueNorthOptionError, match=message):
@@ -295,9 +296,9 @@ def test_reproduce_quick_records_every_variant(data_root, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"networks": ["7core"]}, "unknown network.*valid: 5core, 30core"),
-    ({"epochs": 0}, "epochs must be a positive number"),
-    ({"sweep": [0, 2]}, "sweep: ensemble sizes are positive integers"),
+    ({"networks": ["7core"]}, "networks=.*takes one of '5core', '30core'.*item 7core: not one of the valid"),
+    ({"epochs": 0}, "epochs=0: .* takes a whole number >= 1"),
+    ({"sweep": [0, 2]}, r"sweep=\[0,2\]: .* takes a whole number >= 1, or a non-empty list of them .*item 0"),
 ])
 def test_bad_experiment_options_are_refused(options: dict, message: str, tmp_path) -> None:
     from creditlab.experiments import ExperimentContext, load_all, resolve_options

@@ -3,7 +3,8 @@
 A checkpoint is a dict of tensors and plain containers (dicts, lists, tuples, numbers, strings,
 ``collections.Counter`` of a step schedule); ``torch.load(..., weights_only=True)`` reads exactly
 that and refuses anything else unread. A corrupt, truncated or foreign file is a CreditlabError that
-names the file and says what was expected.
+names the file and says what was expected: a file that is not a torch.save archive at all (random
+bytes, a truncated write) is "not a checkpoint"; an archive holding code is refused unread.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +37,18 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     """The checkpoint dict in ``path``, tensors on ``device``; CreditlabError for anything else."""
     expected = (f"expected a creditlab checkpoint (a torch.save file of a dict with keys "
                 f"{', '.join(REQUIRED_KEYS)}) as `creditlab train` writes it")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else was never one
+        raise CreditlabError(f"{path} is not a checkpoint: it is not a torch.save archive (a damaged or truncated "
+                             f"file, or another kind of file); {expected}. Delete it or use another --out")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if CODE_REFUSAL.search(str(exc)) is None:  # not a named global: pickle bytes that make no sense
+            raise CreditlabError(f"checkpoint {path} cannot be read, it is corrupt or truncated (its pickled "
+                                 f"data is damaged: {_unpickler_reason(exc)}); {expected}. Delete it or use "
+                                 "another --out") from None
         raise CreditlabError(f"checkpoint {path} was refused unread: it holds objects other than tensors and "
-                             f"plain containers, which could run code when loaded ({first_line(exc)}); "
+                             f"plain containers, which could run code when loaded ({_unpickler_reason(exc)}); "
                              f"{expected}") from None
     except Exception as exc:  # noqa: BLE001 - torch's readers raise many types for a damaged file
         raise CreditlabError(f"checkpoint {path} cannot be read, it is corrupt or truncated "
@@ -48,6 +58,17 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         found = f"a dict missing {', '.join(missing)}" if isinstance(state, dict) else type(state).__name__
         raise CreditlabError(f"{path} is not a creditlab checkpoint: found {found}; {expected}")
     return state
+
+
+#: the weights-only unpickler refusing a real (importable-looking) name: what code in a pickle looks like
+CODE_REFUSAL = re.compile(r"Unsupported global: GLOBAL [A-Za-z_][\w.]* was not an allowed global")
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The weights-only unpickler's own reason (``Unsupported global: GLOBAL x.y``), not torch's preamble."""
+    text = str(exc)
+    found = CODE_REFUSAL.search(text) or re.search(r"Unsupported [^\n]{0,80}", text)
+    return ascii(found.group(0))[1:-1] if found else first_line(exc)
 
 
 def clone_state(state: dict[str, Any]) -> dict[str, Any]:

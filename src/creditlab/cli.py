@@ -54,21 +54,21 @@ def train(
     rule: Annotated[str, typer.Option(help="learning rule (see `creditlab rules`)")] = "bp",
     model: Annotated[str, typer.Option(help="model (see `creditlab models`)")] = "mlp",
     data: Annotated[str, typer.Option(help="dataset: mnist, fashion-mnist, kmnist, cifar10")] = "mnist",
-    epochs: Annotated[int | None, typer.Option(help="epochs [default: the model's]")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="global batch size [default: the model's]")] = None,
-    lr: Annotated[float | None, typer.Option(help="learning rate [default: the model's]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs \\[default: the model's]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="global batch size \\[default: the model's]")] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate \\[default: the model's]")] = None,
     optimizer: Annotated[str | None, typer.Option(help="adam, adamw or sgd")] = None,
     momentum: Annotated[float | None, typer.Option(help="SGD momentum (the reducer's with --distributed "
                                                         "sketch/fetchsgd/topk/localtopk; default 0.9 there)")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="weight decay")] = None,
     schedule: Annotated[str | None, typer.Option(help="none, cosine or multistep")] = None,
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="random crop + flip")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda[:N]")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu or cuda\\[:N]")] = "cpu",
     seed: Annotated[int, typer.Option(help="seed of initialization, batches and rule randomness")] = 0,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory (else $CREDITLAB_DATA, "
                                                        "~/.cache/creditlab, download)")] = None,
     out: Annotated[str | None, typer.Option(help="run directory: metrics.jsonl, checkpoint.pt "
-                                                 "[default: runs/RULE-MODEL-DATA-sSEED]")] = None,
+                                                 "\\[default: runs/RULE-MODEL-DATA-sSEED]")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the checkpoint in --out")] = False,
     val_fraction: Annotated[float, typer.Option(help="share of training data held out for validation")] = 0.0,
     early_stopping: Annotated[int | None, typer.Option(help="stop after N epochs without a better validation "
@@ -78,7 +78,9 @@ def train(
     test_limit: Annotated[int | None, typer.Option(help="test on the first N examples only")] = None,
     track_alignment: Annotated[bool, typer.Option(help="log per-layer alignment with the true gradient")] = False,
     mixed_sign: Annotated[bool, typer.Option(help="mixed-sign variant of a VNN model")] = False,
-    rule_opt: Annotated[list[str] | None, typer.Option(help="rule option KEY=VALUE (repeatable)")] = None,
+    rule_opt: Annotated[list[str] | None, typer.Option(help="rule option KEY=VALUE (repeatable): the rule's "
+                                                           "settings, e.g. sal's spiking phase budget steps=100 "
+                                                           "iterations=5 (docs/rules)")] = None,
     model_opt: Annotated[list[str] | None, typer.Option(help="model option KEY=VALUE (repeatable)")] = None,
     distributed: Annotated[str | None, typer.Option(help="under torchrun: " + ", ".join(DISTRIBUTED_KINDS))] = None,
     sketch_rows: Annotated[int, typer.Option(help="count-sketch rows")] = 5,
@@ -99,7 +101,8 @@ def train(
                           train_limit=train_limit, test_limit=test_limit, epochs=epochs, batch_size=batch_size,
                           lr=lr, val_fraction=val_fraction, rule_options=_parse_options(rule_opt, "--rule-opt"),
                           model_options={**_parse_options(model_opt, "--model-opt"), **({"mixed_sign": True}
-                                                                                         if mixed_sign else {})})
+                                                                                         if mixed_sign else {})},
+                          track_alignment=track_alignment)
     except InvalidFlagError as exc:
         raise _fail(str(exc)) from exc
     rank, world_size = 0, 1
@@ -144,6 +147,11 @@ def train(
             return [AlignmentTracker(dataset.train_x[:256], dataset.train_y[:256])]
 
     run_dir = out or f"runs/{rule}-{model}-{data}-s{seed}"
+    if resume and rank == 0:
+        from creditlab.checkpoint import CHECKPOINT_NAME
+
+        if not (Path(run_dir) / CHECKPOINT_NAME).is_file():
+            typer.echo(f"note: --resume: no checkpoint in {run_dir}, so this is a new run from epoch 1", err=True)
     try:
         summary = train_from_names(
             rule, model, data, data_dir=data_dir, rule_options=_parse_options(rule_opt, "--rule-opt"),
@@ -178,19 +186,20 @@ def train(
 @app.command()
 def rules(
     as_json: Annotated[bool, typer.Option("--json", help="print {rule: {description, models}} as JSON")] = False,
+    refresh: Annotated[bool, typer.Option(help="construct every rule on every model again, ignoring the cache")
+                       ] = False,
 ) -> None:
-    """Every learning rule, with the models it can train (found by constructing it on each)."""
-    from rich.console import Console
-    from rich.table import Table
+    """Every learning rule, with the models it can train (found by constructing it on each; the table is
+    cached per source and installed version, so only the first run after a change builds it)."""
+    from creditlab.bench.rules_table import rules_table
 
-    from creditlab.bench.compat import compatible_models
-    from creditlab.rules import RULES
-
-    rows = {name: {"description": RULES.get(name).description, "models": compatible_models(name)}
-            for name in RULES.names()}
+    rows = rules_table(refresh=refresh)
     if as_json:
         typer.echo(json.dumps(rows))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="creditlab learning rules")
     table.add_column("rule")
     table.add_column("description")
@@ -267,12 +276,13 @@ def reproduce(
     opt: Annotated[list[str] | None, typer.Option(help="experiment option KEY=VALUE (repeatable; "
                                                        "`--list` shows each experiment's)")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
-    out: Annotated[str | None, typer.Option(help="output directory [default: runs/reproduce/NAME]")] = None,
+    out: Annotated[str | None, typer.Option(help="output directory \\[default: runs/reproduce/NAME]")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
     seed: Annotated[int, typer.Option(help="base seed")] = 0,
-    threads: Annotated[int | None, typer.Option(help="torch intra-op threads [default: torch's]")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch intra-op threads \\[default: torch's]")] = None,
 ) -> None:
     """Run one paper's experiment: results records and figures in --out."""
+    from creditlab.cli_checks import check_reproduce_flags
     from creditlab.experiments import ExperimentContext, load_all, resolve_options
 
     registry = load_all()
@@ -281,21 +291,24 @@ def reproduce(
             experiment = registry.get(exp_name)
             typer.echo(f"{exp_name:28s} {experiment.description}")
             for key, option in experiment.options.items():
-                typer.echo(f"{'':30s}--opt {key}=...  {option.help}")
+                typer.echo(f"{'':30s}--opt {key}=...  {option.help} (takes {option.describe(null=False)})")
         return
     if name not in registry:
         raise _fail(f"unknown experiment {name!r}; valid: {', '.join(registry.names())}")
+    experiment = registry.get(name)
+    out_dir = Path(out or f"runs/reproduce/{name}")
+    try:  # every flag and option is checked before the experiment starts
+        check_reproduce_flags(device=device, out=str(out_dir), data_dir=data_dir, threads=threads)
+        options = resolve_options(experiment, _parse_options(opt, "--opt"))
+    except CreditlabError as exc:
+        raise _fail(str(exc)) from exc
     if threads is not None:
-        if threads < 1:
-            raise _fail(f"--threads must be a positive integer (got {threads})")
         import torch
 
         torch.set_num_threads(threads)
-    experiment = registry.get(name)
     try:
-        options = resolve_options(experiment, _parse_options(opt, "--opt"))
-        ctx = ExperimentContext(quick=quick, device=device, out_dir=Path(out or f"runs/reproduce/{name}"),
-                                data_dir=data_dir, seed=seed, options=options)
+        ctx = ExperimentContext(quick=quick, device=device, out_dir=out_dir, data_dir=data_dir, seed=seed,
+                                options=options)
         records = experiment.run(ctx)
     except DivergenceError as exc:
         raise _fail(str(exc), code=3) from exc
@@ -356,6 +369,12 @@ def main() -> None:
     """Entry point of the ``creditlab`` command."""
     try:
         app()
+    except DivergenceError as exc:  # each command turns its own errors into messages; these are the rest
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(3)
+    except CreditlabError as exc:  # bad input found late: a message and exit 2, never a traceback
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted; rerun with --resume to continue from the last checkpoint", err=True)
         sys.exit(130)

@@ -236,6 +236,19 @@ def check_rule_options(rule: str, options: Mapping[str, Any]) -> None:
     check_options("--rule-opt", f"rule {rule}", cls.__init__, 2, options)  # self, model
 
 
+def check_alignment_possible(rule: str) -> None:
+    """``--track-alignment``: the rule has a true gradient to compare its updates with."""
+    from creditlab.rules import RULES
+    from creditlab.rules.base import require_true_gradient
+
+    try:
+        require_true_gradient(lookup("--rule", RULES, rule))
+    except InvalidFlagError:
+        raise
+    except CreditlabError as error:
+        raise InvalidFlagError(f"--track-alignment: {error}") from None
+
+
 def check_model_options(model: str, dataset: str, options: Mapping[str, Any], flag: str = "--model-opt") -> None:
     """``--model-opt``: known keys of the right type, and values the builder accepts (it is built once,
     on the CPU, with the global RNG left as it was)."""
@@ -244,7 +257,15 @@ def check_model_options(model: str, dataset: str, options: Mapping[str, Any], fl
 
     entry = lookup("--model", MODELS, model)
     spec = lookup("--data", DATASETS, dataset)
-    check_options(flag, f"model {model}", entry.builder, 2, options)  # input_shape, num_classes
+    if entry.options is not None:  # a builder taking **options declares them as a typed schema
+        from creditlab.options import OptionValueError, resolve
+
+        try:
+            resolve(entry.options, options, f"model {model}", flag=flag)
+        except OptionValueError as error:
+            raise InvalidFlagError(str(error)) from None
+    else:
+        check_options(flag, f"model {model}", entry.builder, 2, options)  # input_shape, num_classes
     with torch.random.fork_rng(devices=[]):
         try:
             entry.builder(tuple(spec.image_shape), spec.num_classes, **options)
@@ -258,7 +279,8 @@ def check_model_options(model: str, dataset: str, options: Mapping[str, Any], fl
 def check_train_flags(*, rule: str, model: str, data: str, device: str, out: str, data_dir: str | None,
                       train_limit: int | None, test_limit: int | None, epochs: int | None,
                       batch_size: int | None, lr: float | None, val_fraction: float,
-                      rule_options: Mapping[str, Any], model_options: Mapping[str, Any]) -> None:
+                      rule_options: Mapping[str, Any], model_options: Mapping[str, Any],
+                      track_alignment: bool = False) -> None:
     """Everything ``creditlab train`` can check before it loads data (see the module docstring)."""
     check_limit("--train-limit", train_limit)
     check_limit("--test-limit", test_limit)
@@ -270,6 +292,8 @@ def check_train_flags(*, rule: str, model: str, data: str, device: str, out: str
     check_data_dir("--data-dir", data_dir)
     check_writable_dir("--out", out)
     check_rule_options(rule, rule_options)
+    if track_alignment:
+        check_alignment_possible(rule)
     check_model_options(model, data, model_options,
                         flag="--model-opt/--mixed-sign" if "mixed_sign" in model_options else "--model-opt")
 
@@ -293,6 +317,15 @@ def check_demo_flags(*, out: str, epochs: int | None, train_limit: int | None, d
         demo_setting(rule)
 
 
+def check_reproduce_flags(*, device: str, out: str, data_dir: str | None, threads: int | None) -> None:
+    """What ``creditlab reproduce`` can check before the experiment starts (its options:
+    :func:`creditlab.experiments.resolve_options`)."""
+    check_positive_int("--threads", threads)
+    check_device("--device", device)
+    check_data_dir("--data-dir", data_dir)
+    check_writable_dir("--out", out)
+
+
 def check_bench_flags(*, device: str, out: str, data_dir: str | None) -> None:
     """What ``creditlab bench`` can check before it runs a unit (``--out`` is the results JSONL file)."""
     check_device("--device", device)
@@ -300,7 +333,7 @@ def check_bench_flags(*, device: str, out: str, data_dir: str | None) -> None:
     check_writable_file("--out", out)
 
 
-__all__ = ["InvalidFlagError", "check_bench_flags", "check_data_dir", "check_demo_flags", "check_device",
-           "check_fraction", "check_learning_rate", "check_limit", "check_model_options", "check_options",
-           "check_positive_int", "check_rule_options", "check_train_flags", "check_writable_dir",
-           "check_writable_file", "lookup"]
+__all__ = ["InvalidFlagError", "check_alignment_possible", "check_bench_flags", "check_data_dir", "check_demo_flags",
+           "check_device", "check_fraction", "check_learning_rate", "check_limit", "check_model_options",
+           "check_options", "check_positive_int", "check_reproduce_flags", "check_rule_options", "check_train_flags",
+           "check_writable_dir", "check_writable_file", "lookup"]

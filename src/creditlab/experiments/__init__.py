@@ -11,9 +11,11 @@ Each experiment module defines a function decorated with :func:`register_experim
         return [rec]
 
 An experiment may take options (``creditlab reproduce NAME --opt KEY=VALUE``, values parsed as YAML
-scalars or lists), declared with their defaults: ``register_experiment(name, description,
-options={"widths": ExperimentOption(None, "widths p, e.g. [800,1600]")})``; the run reads
-``ctx.options["widths"]``. Unknown keys are refused with the valid ones listed (:func:`resolve_options`).
+scalars or lists), each declared once with its type and range (:class:`creditlab.options.Option`,
+here called ``ExperimentOption``): ``register_experiment(name, description, options={"widths":
+ExperimentOption(None, "widths p, e.g. [800,1600]", type=list, item=int, minimum=1)})``; the run reads
+``ctx.options["widths"]``. :func:`resolve_options` checks every value before the run starts: unknown
+keys, wrong types, values out of range and empty lists are refused, naming the option and what is valid.
 
 ``quick=True`` must run the same code path on a reduced problem in about two minutes on 2 CPU
 cores; its numbers are smoke checks, never quoted as results.
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from creditlab.errors import CreditlabError
+from creditlab.options import Option, resolve
 from creditlab.registry import Registry, import_submodules
 from creditlab.results import append_record
 
@@ -66,12 +68,9 @@ class ExperimentContext:
 Summary = Callable[[list[dict[str, Any]]], list["Table"]]
 
 
-@dataclass(frozen=True)
-class ExperimentOption:
-    """One option of an experiment: its default (used when ``--opt`` does not set it) and a help line."""
-
-    default: Any
-    help: str
+#: one option of an experiment: its default (used when ``--opt`` does not set it), a help line, and the
+#: values it takes (``ExperimentOption(default, help, type=..., minimum=..., choices=...)``)
+ExperimentOption = Option
 
 
 @dataclass(frozen=True)
@@ -87,14 +86,10 @@ class Experiment:
 
 
 def resolve_options(experiment: Experiment, given: dict[str, Any]) -> dict[str, Any]:
-    """Every option of ``experiment``: the defaults, overridden by ``given``; CreditlabError naming the
-    valid keys for a key the experiment does not have."""
-    unknown = sorted(set(given) - set(experiment.options))
-    if unknown:
-        valid = ", ".join(sorted(experiment.options)) or "(none: this experiment takes no options)"
-        raise CreditlabError(f"experiment {experiment.name!r} has no option {', '.join(map(repr, unknown))}; "
-                             f"valid: {valid}")
-    return {key: given.get(key, option.default) for key, option in experiment.options.items()}
+    """Every option of ``experiment``: the defaults, overridden by the checked values of ``given``;
+    :class:`creditlab.options.OptionValueError` (a CreditlabError) for an unknown key or a value its
+    option does not take, naming the option, the value and what is valid."""
+    return resolve(experiment.options, given, f"experiment {experiment.name!r}")
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")

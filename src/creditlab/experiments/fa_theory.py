@@ -365,6 +365,11 @@ def _positive(value: Any, option: str) -> int:
     return value
 
 
+def _activation_option(help_line: str) -> ExperimentOption:
+    """``activation``: one of the authors' activations, or a non-empty list of them."""
+    return ExperimentOption(None, help_line, type=list, item=str, choices=tuple(AUTHOR_SETTINGS), single=True)
+
+
 ACTIVATION_HELP = ("activation(s) to run, one of " + ", ".join(AUTHOR_SETTINGS)
                    + " or a list [default: the paper's panels relu, linear, tanh; quick: relu]")
 
@@ -372,10 +377,10 @@ ACTIVATION_HELP = ("activation(s) to run, one of " + ", ".join(AUTHOR_SETTINGS)
 @register_experiment(
     "fa-theory-alignment", "Song, Xu & Lafferty 2021: cos(beta, b) vs width, per lambda",
     summary=alignment_summary,
-    options={"activation": ExperimentOption(None, ACTIVATION_HELP),
+    options={"activation": _activation_option(ACTIVATION_HELP),
              "widths": ExperimentOption(None, "widths p, e.g. [800,1600] [default: the authors' 200..12800; "
-                                              "quick: [200]]"),
-             "runs": ExperimentOption(None, "runs per (width, lambda) [default: 50; quick: 2]")})
+                                              "quick: [200]]", type=list, item=int, minimum=1, single=True),
+             "runs": ExperimentOption(None, "runs per (width, lambda) [default: 50; quick: 2]", type=int, minimum=1)})
 def run_alignment(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Full: ReLU, linear and tanh panels, p = 200..12800, 50 runs per (p, lambda) (the authors' protocol;
     on one CPU core the linear panel took 36 minutes, while the ReLU panel is about 12 core-hours and
@@ -431,10 +436,11 @@ def loss_summary(records: list[dict[str, Any]]) -> list[Table]:
 
 @register_experiment(
     "fa-theory-loss", "Song, Xu & Lafferty 2021: FA training loss vs step at p = 3200", summary=loss_summary,
-    options={"activation": ExperimentOption(None, ACTIVATION_HELP),
-             "widths": ExperimentOption(None, "widths p [default: [3200]; quick: [400]]"),
-             "runs": ExperimentOption(None, "runs per lambda [default: 50; quick: 3]"),
-             "steps": ExperimentOption(None, "steps per run [default: 5000; quick: 1000]")})
+    options={"activation": _activation_option(ACTIVATION_HELP),
+             "widths": ExperimentOption(None, "widths p [default: [3200]; quick: [400]]", type=list, item=int,
+                                        minimum=1, single=True),
+             "runs": ExperimentOption(None, "runs per lambda [default: 50; quick: 3]", type=int, minimum=1),
+             "steps": ExperimentOption(None, "steps per run [default: 5000; quick: 1000]", type=int, minimum=1)})
 def run_loss(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Full: p = 3200, 50 runs per lambda, 5000 steps, ReLU, linear and tanh. Quick: ReLU, p = 400, 3 runs,
     1000 steps. E.g. ``creditlab reproduce fa-theory-loss --opt activation=tanh --opt widths=[3200]``."""
@@ -449,7 +455,7 @@ def run_loss(ctx: ExperimentContext) -> list[dict[str, Any]]:
 
 @register_experiment(
     "fa-theory-figures", "Song, Xu & Lafferty 2021: redraw the alignment figures from the records in --out",
-    options={"activation": ExperimentOption(None, "activation(s) to redraw [default: every one recorded]")})
+    options={"activation": _activation_option("activation(s) to redraw [default: every one recorded]")})
 def run_figures(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Redraw ``alignment_<activation>.png`` in ``--out`` from every recorded cell there (no training;
     no records). E.g. ``creditlab reproduce fa-theory-figures --out results/fa_theory``."""
@@ -554,8 +560,9 @@ def _mnist_figure(history: list[dict[str, Any]], labels: list[str], lambdas: tup
 
 @register_experiment(
     "fa-theory-mnist", "Song, Xu & Lafferty 2021: MNIST 784-1000-10 FA with readout decay",
-    options={"epochs": ExperimentOption(None, "epochs [default: 300; quick: 1]"),
-             "train_subset": ExperimentOption(None, "train on the first N images [default: all 60k; quick: 3000]")})
+    options={"epochs": ExperimentOption(None, "epochs [default: 300; quick: 1]", type=int, minimum=1),
+             "train_subset": ExperimentOption(None, "train on the first N images [default: all 60k; quick: 3000]",
+                                              type=int, minimum=1)})
 def run_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Full: 300 epochs, SGD lr 1e-2, batch 600 (the authors' schedule; hours on 2 CPU cores). Quick: 1 epoch
     on 3k training images."""

@@ -277,22 +277,29 @@ def plot_angles(records: list[dict[str, Any]]) -> Any:
     return fig
 
 
-_OPTIONS = {
-    "epochs": ExperimentOption(None, "epochs per rule (default: the paper's; a stated reduced protocol on CPU)"),
-    "train_limit": ExperimentOption(None, "train on the first N training images (reduced protocol)"),
-    "test_limit": ExperimentOption(None, "test on the first N test images"),
-    "time_budget_s": ExperimentOption(None, "per rule: stop after the epoch in which this many seconds pass"),
-    "rules": ExperimentOption(None, "only these rules, e.g. [bp,gaitprop]"),
-    "width": ExperimentOption(None, "hidden width (default 784 / 1024)"),
-    "depth": ExperimentOption(None, "hidden layers (default 4 / 6)"),
-    "val_fraction": ExperimentOption(None, "share of the training set held out for TP's early stopping "
-                                           "(default 0.1 on MNIST/Fashion-MNIST, 0 on CIFAR-10)"),
-    "tp_patience": ExperimentOption(None, "TP's early-stopping patience in epochs (default 10; 0: no early stopping)"),
-}
+def _experiment_options(rules: dict[str, dict[str, Any]]) -> dict[str, ExperimentOption]:
+    """The ``--opt`` keys of an experiment that trains ``rules`` (``rules`` chooses among them)."""
+    return {
+        "epochs": ExperimentOption(None, "epochs per rule (default: the paper's; a stated reduced protocol on CPU)",
+                                   type=int, minimum=1),
+        "train_limit": ExperimentOption(None, "train on the first N training images (reduced protocol)", type=int,
+                                        minimum=1),
+        "test_limit": ExperimentOption(None, "test on the first N test images", type=int, minimum=1),
+        "time_budget_s": ExperimentOption(None, "per rule: stop after the epoch in which this many seconds pass",
+                                          type=float, above=0),
+        "rules": ExperimentOption(None, "only these rules, e.g. [bp,gaitprop]", type=list, choices=tuple(rules)),
+        "width": ExperimentOption(None, "hidden width (default 784 / 1024)", type=int, minimum=1),
+        "depth": ExperimentOption(None, "hidden layers (default 4 / 6)", type=int, minimum=1),
+        "val_fraction": ExperimentOption(None, "share of the training set held out for TP's early stopping "
+                                               "(default 0.1 on MNIST/Fashion-MNIST, 0 on CIFAR-10)", type=float,
+                                         minimum=0, below=1),
+        "tp_patience": ExperimentOption(None, "TP's early-stopping patience in epochs (default 10; 0: no early "
+                                              "stopping)", type=int, minimum=0),
+    }
 
 
 @register_experiment("gaitprop-mnist", "GAIT-prop 2020: BP, GAIT-prop, TP, DTP on a 4x784 invertible MLP, MNIST",
-                     options=_OPTIONS, summary=summary_tables)
+                     options=_experiment_options(MNIST_RULES), summary=summary_tables)
 def run_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """The 2020 README's settings on MNIST (module docstring)."""
     papers = {r: paper.TEST_ACCURACY.get(("mnist", r)) for r in MNIST_RULES}
@@ -301,7 +308,7 @@ def run_mnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
 
 @register_experiment("gaitprop-fmnist",
                      "GAIT-prop 2020: BP, GAIT-prop, TP, DTP on a 4x784 invertible MLP, Fashion-MNIST",
-                     options=_OPTIONS, summary=summary_tables)
+                     options=_experiment_options(MNIST_RULES), summary=summary_tables)
 def run_fmnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """The 2020 README's settings on Fashion-MNIST (module docstring). KMNIST: not available offline."""
     print(paper.KMNIST_NOTE)
@@ -311,7 +318,7 @@ def run_fmnist(ctx: ExperimentContext) -> list[dict[str, Any]]:
 
 @register_experiment("gaitprop-cifar10",
                      "GAIT-prop 2021: BP, FA, vanilla and adaptive GAIT-prop on 3072-6x1024-10, per-layer angles",
-                     options=_OPTIONS, summary=summary_tables)
+                     options=_experiment_options(CIFAR_RULES), summary=summary_tables)
 def run_cifar10(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Dalm et al.'s CIFAR-10 settings (module docstring); saves the per-layer angle figure."""
     records = _run_rules(ctx, "gaitprop-cifar10", "cifar10", CIFAR_RULES, CIFAR_SETTINGS, CIFAR_MODEL,

@@ -313,17 +313,28 @@ def run_table(ctx: ExperimentContext, experiment: str, dataset_name: str, rows: 
     return records
 
 
+def _check_rows(value: Any) -> None:
+    """``rows``: ``all`` or MODEL:LABEL items (ValueError from :func:`parse_rows` otherwise)."""
+    if value != "all":
+        parse_rows(",".join(str(item) for item in (value if isinstance(value, list | tuple) else [value])))
+
+
 TABLE_OPTIONS = {
     "rows": ExperimentOption(None, "MODEL:LABEL,... (e.g. vnn-fc:gevb+,arelu-conv:dfa) or all [default: all; "
-                                   "quick: the four FC rows vnn-fc:gevb+,vnn-fc:bp+,arelu-fc:dfa+,arelu-fc:bp+]"),
-    "seeds": ExperimentOption(None, "seeds, e.g. [0,1] [default: SEED..SEED+4; quick: [SEED]]"),
-    "epochs": ExperimentOption(None, "at most this many epochs [default: 200; quick: 2]"),
-    "train_limit": ExperimentOption(None, "train on the first N images [default: all; quick: 512]"),
-    "test_limit": ExperimentOption(None, "test on the first N images [default: all; quick: 500]"),
+                                   "quick: the four FC rows vnn-fc:gevb+,vnn-fc:bp+,arelu-fc:dfa+,arelu-fc:bp+]",
+                             type=list, item=str, single=True, check=_check_rows),
+    "seeds": ExperimentOption(None, "seeds, e.g. [0,1] [default: SEED..SEED+4; quick: [SEED]]", type=list, item=int,
+                              minimum=0, single=True),
+    "epochs": ExperimentOption(None, "at most this many epochs [default: 200; quick: 2]", type=int, minimum=1),
+    "train_limit": ExperimentOption(None, "train on the first N images [default: all; quick: 512]", type=int,
+                                    minimum=1),
+    "test_limit": ExperimentOption(None, "test on the first N images [default: all; quick: 500]", type=int,
+                                   minimum=1),
     "time_budget": ExperimentOption(None, "seconds per (row, seed): stop after the epoch that exceeds it; "
-                                          "started again, a run continues from its checkpoint"),
+                                          "started again, a run continues from its checkpoint", type=float,
+                                    minimum=0),
     "parallel": ExperimentOption(1, "train this many (row, seed) runs at once, each in its own process "
-                                    "(e.g. to fill a GPU; start MPS first so they share it well)"),
+                                    "(e.g. to fill a GPU; start MPS first so they share it well)", minimum=1),
 }
 
 

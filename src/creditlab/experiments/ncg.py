@@ -342,19 +342,23 @@ def _newest_side_by_side(records: list[dict[str, Any]]) -> dict[str, Any] | None
 
 #: ``creditlab reproduce ncg-* --opt KEY=VALUE``: any field of :class:`Protocol` (unset: the full or quick one)
 OPTIONS = {
-    "folds": ExperimentOption(None, "K of the stratified K-fold split (the paper: 10)"),
-    "folds_run": ExperimentOption(None, "how many of the K folds to run (the paper: all)"),
-    "epochs": ExperimentOption(None, "classifier epochs at most (the paper: 100)"),
-    "patience": ExperimentOption(None, "early-stopping patience on validation accuracy (the paper: 10)"),
-    "extractor_epochs": ExperimentOption(None, "STDP-CSNN training epochs (the paper: 100)"),
-    "extractor_train": ExperimentOption(None, "training images the extractor is fitted on (the paper: all)"),
-    "extractor_filters": ExperimentOption(None, "conv filters of the extractor (the paper: 128)"),
-    "train_limit": ExperimentOption(None, "training images used (folds split these; the paper: all)"),
-    "test_limit": ExperimentOption(None, "test images used (the paper: all)"),
-    "methods": ExperimentOption(None, "methods run, e.g. [s2stdp,s2stdp+ncg]; valid: s2stdp, s2stdp+ncg, sstdp, "
-                                      "sstdp+ncg"),
-    "with_ablation": ExperimentOption(None, "also run the competition-regulation ablation (true/false)"),
-    "batch_size": ExperimentOption(None, "samples between optimizer steps (online either way)"),
+    "folds": ExperimentOption(None, "K of the stratified K-fold split (the paper: 10)", type=int, minimum=2),
+    "folds_run": ExperimentOption(None, "how many of the K folds to run (the paper: all)", type=int, minimum=1),
+    "epochs": ExperimentOption(None, "classifier epochs at most (the paper: 100)", type=int, minimum=1),
+    "patience": ExperimentOption(None, "early-stopping patience on validation accuracy (the paper: 10)", type=int,
+                                 minimum=1),
+    "extractor_epochs": ExperimentOption(None, "STDP-CSNN training epochs (the paper: 100)", type=int, minimum=1),
+    "extractor_train": ExperimentOption(None, "training images the extractor is fitted on (the paper: all)",
+                                        type=int, minimum=1),
+    "extractor_filters": ExperimentOption(None, "conv filters of the extractor (the paper: 128)", type=int,
+                                          minimum=1),
+    "train_limit": ExperimentOption(None, "training images used (folds split these; the paper: all)", type=int,
+                                    minimum=1),
+    "test_limit": ExperimentOption(None, "test images used (the paper: all)", type=int, minimum=1),
+    "methods": ExperimentOption(None, "methods run, e.g. [s2stdp,s2stdp+ncg]", type=list,
+                                choices=tuple(CONFIGS["mnist"]), single=True),
+    "with_ablation": ExperimentOption(None, "also run the competition-regulation ablation (true/false)", type=bool),
+    "batch_size": ExperimentOption(None, "samples between optimizer steps (online either way)", type=int, minimum=1),
 }
 
 

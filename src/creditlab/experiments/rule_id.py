@@ -73,8 +73,9 @@ FF_SWEEPS: dict[str, tuple[dict[str, Any], str, list[Any]]] = {
 
 
 FF_OPTIONS = {
-    "replicates": ExperimentOption(None, "SL and as many RL experiments per point [default: 200; quick: 12]"),
-    "sweeps": ExperimentOption(None, f"sweeps to run, a list from {', '.join(FF_SWEEPS)} [default: all]"),
+    "replicates": ExperimentOption(None, "SL and as many RL experiments per point [default: 200; quick: 12]",
+                                   type=int, minimum=1),
+    "sweeps": ExperimentOption(None, "sweeps to run [default: all]", type=list, choices=tuple(FF_SWEEPS), single=True),
 }
 
 
@@ -167,9 +168,12 @@ def _feedforward_figure(ctx: ExperimentContext, panels: dict[str, list[dict[str,
 # BMI recurrent network
 # ---------------------------------------------------------------------------------------------
 BMI_OPTIONS = {
-    "seeds": ExperimentOption(None, "network seeds [default: the authors' 0, 22, 33, 47; quick: 0, 22]"),
-    "sl_overlaps": ExperimentOption(None, "sim(M, W_bmi1^T) values for SL [default: 0.4..1.0; quick: 0.4, 1.0]"),
-    "rl_overlaps": ExperimentOption(None, "sim(M-hat, W_bmi1) values for RL [default: 0.2..1.0; quick: 0.2, 1.0]"),
+    "seeds": ExperimentOption(None, "network seeds [default: the authors' 0, 22, 33, 47; quick: 0, 22]", type=list,
+                              item=int, minimum=0, single=True),
+    "sl_overlaps": ExperimentOption(None, "sim(M, W_bmi1^T) values for SL [default: 0.4..1.0; quick: 0.4, 1.0]",
+                                    type=list, item=float, minimum=-1, maximum=1, single=True),
+    "rl_overlaps": ExperimentOption(None, "sim(M-hat, W_bmi1) values for RL [default: 0.2..1.0; quick: 0.2, 1.0]",
+                                    type=list, item=float, minimum=-1, maximum=1, single=True),
 }
 
 
@@ -314,16 +318,31 @@ LIBRARY_ARCHS = {"train": {"hidden": (32,)}, "held_out": {"hidden": (48, 24)}}
 #: the common training protocol of every library run (a rule that fixes other settings is left out)
 LIBRARY_TRAINING = {"batch_size": 64, "lr": 1e-3, "optimizer": "adam", "test_limit": 1000}
 
+def _check_library_rules(rules: list[str]) -> None:
+    """``rules``: registered rule names, at least two distinct ones (ValueError otherwise)."""
+    from creditlab.rules import RULES
+
+    unknown = [name for name in rules if name not in RULES]
+    if unknown:
+        raise ValueError(f"unknown rule {', '.join(map(repr, unknown))}; valid: {', '.join(RULES.names())}")
+    if len(set(rules)) < 2:
+        raise ValueError("identification needs at least 2 distinct rules to tell apart")
+
+
 LIBRARY_OPTIONS = {
     "rules": ExperimentOption(None, "rules to identify (>= 2, each must train the MLPs) [default: every "
-                                    "registered rule that can]"),
-    "train_seeds": ExperimentOption(None, "training seeds per rule [default: 8; quick: 2]"),
-    "test_seeds": ExperimentOption(None, "held-out seeds per rule [default: 4; quick: 1]"),
-    "arch_seeds": ExperimentOption(None, "held-out-architecture seeds per rule [default: 4; quick: 1]"),
-    "train_limit": ExperimentOption(None, "MNIST training images per run [default: 2048; quick: 256]"),
-    "epochs": ExperimentOption(None, "epochs per run [default: 2; quick: 1]"),
-    "every": ExperimentOption(None, "record the observables every N steps [default: 4; quick: 1]"),
-    "timepoints": ExperimentOption(None, "records the classifier reads (>= 2) [default: 8; quick: 4]"),
+                                    "registered rule that can]", type=list, item=str, check=_check_library_rules),
+    "train_seeds": ExperimentOption(None, "training seeds per rule [default: 8; quick: 2]", type=int, minimum=1),
+    "test_seeds": ExperimentOption(None, "held-out seeds per rule [default: 4; quick: 1]", type=int, minimum=1),
+    "arch_seeds": ExperimentOption(None, "held-out-architecture seeds per rule [default: 4; quick: 1]", type=int,
+                                   minimum=1),
+    "train_limit": ExperimentOption(None, "MNIST training images per run [default: 2048; quick: 256]", type=int,
+                                    minimum=1),
+    "epochs": ExperimentOption(None, "epochs per run [default: 2; quick: 1]", type=int, minimum=1),
+    "every": ExperimentOption(None, "record the observables every N steps [default: 4; quick: 1]", type=int,
+                              minimum=1),
+    "timepoints": ExperimentOption(None, "records the classifier reads (>= 2) [default: 8; quick: 4]", type=int,
+                                   minimum=2),
     "reuse": ExperimentOption(False, "reuse each run's observables.npz in --out when it was recorded for the "
                                      "same run (a corrupt or foreign file is refused)"),
 }

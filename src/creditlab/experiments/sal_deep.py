@@ -82,19 +82,23 @@ def summary(records: list[dict[str, Any]]) -> list[Table]:
 
 @register_experiment("sal-deep", "SAL (Gierlich 2025) exp. 3: conv net, FC feedback symmetrized by spiking "
                      "SAL phases vs BP, FA, Kolen-Pollack: accuracy and W-B angles", summary=summary,
-                     options={"protocol": ExperimentOption("cpu", "cpu (stated reduced budget) or paper (GPU)"),
-                              "rules": ExperimentOption(list(RULES), f"rules to run, a subset of {list(RULES)}"),
-                              "datasets": ExperimentOption(None, "datasets to run, a subset of [fashion-mnist, "
-                                                                 "cifar10] [default: the protocol's]"),
-                              "epochs": ExperimentOption(None, "epochs per rule [default: the protocol's]"),
+                     options={"protocol": ExperimentOption("cpu", "cpu (stated reduced budget) or paper (GPU)",
+                                                           choices=("cpu", "paper")),
+                              "rules": ExperimentOption(list(RULES), "rules to run", choices=RULES),
+                              "datasets": ExperimentOption(None, "datasets to run [default: the protocol's]",
+                                                           type=list, choices=("fashion-mnist", "cifar10"),
+                                                           single=True),
+                              "epochs": ExperimentOption(None, "epochs per rule [default: the protocol's]", type=int,
+                                                         minimum=1),
                               "train_limit": ExperimentOption(None, "train on the first N images (0: all) "
-                                                                    "[default: the protocol's]"),
+                                                                    "[default: the protocol's]", type=int, minimum=0),
                               "test_limit": ExperimentOption(None, "test on the first N images (0: all) "
-                                                                   "[default: the protocol's]"),
+                                                                   "[default: the protocol's]", type=int, minimum=0),
                               "sal_lr": ExperimentOption(None, "SAL phase learning rate [default: the protocol's]; "
-                                                               "a non-default SAL setting records rule 'sal@...'"),
+                                                               "a non-default SAL setting records rule 'sal@...'",
+                                                         type=float, above=0),
                               "sal_iterations": ExperimentOption(None, "SAL updates per phase [default: the "
-                                                                       "protocol's]")})
+                                                                       "protocol's]", type=int, minimum=1)})
 def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Train every rule on every dataset of the protocol; one record per (dataset, rule)."""
     from creditlab.train import train_from_names

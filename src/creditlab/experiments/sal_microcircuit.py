@@ -223,7 +223,8 @@ def summary(records: list[dict[str, Any]]) -> list[Table]:
 
 @register_experiment("sal-microcircuit", "SAL (Gierlich 2025) exp. 2: 1-1-1 spiking microcircuit teacher-student "
                      "regression, SAL symmetrization phases vs BP and FA feedback", summary=summary,
-                     options={"protocol": ExperimentOption("cpu", "cpu (stated reduced protocol) or paper (long)")})
+                     options={"protocol": ExperimentOption("cpu", "cpu (stated reduced protocol) or paper (long)",
+                                                           choices=("cpu", "paper"))})
 def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """All rules x seeds in one batch; one record per rule with per-epoch median/IQR over seeds."""
     label = _options(ctx)

@@ -363,10 +363,14 @@ def summary(records: list[dict[str, Any]]) -> list[Table]:
 
 @register_experiment("sal-sampling", "SAL (Gierlich 2025) exp. 1: 7-neuron spiking sampling network, "
                      "D_KL and asymmetry under synaptic / plasticity noise, with and without SAL", summary=summary,
-                     options={"protocol": ExperimentOption("cpu", "cpu (stated reduced protocol) or paper (GPU)"),
-                              "iterations": ExperimentOption(None, "learning iterations [default: the protocol's]"),
-                              "scenarios": ExperimentOption(None, "a subset of [synaptic, plasticity] [default: both]"),
-                              "levels": ExperimentOption(None, "noise levels to run, e.g. [0.0,1.0] [default: all]")})
+                     options={"protocol": ExperimentOption("cpu", "cpu (stated reduced protocol) or paper (GPU)",
+                                                           choices=("cpu", "paper")),
+                              "iterations": ExperimentOption(None, "learning iterations [default: the protocol's]",
+                                                             type=int, minimum=1),
+                              "scenarios": ExperimentOption(None, "scenarios to run [default: both]", type=list,
+                                                            choices=tuple(SCENARIOS), single=True),
+                              "levels": ExperimentOption(None, "noise levels to run, e.g. [0.0,1.0] [default: all]",
+                                                         type=list, item=float, minimum=0, single=True)})
 def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Every condition of both scenarios as one batch of runs; one record per (scenario, level, SAL)."""
     torch.manual_seed(ctx.seed)

@@ -46,18 +46,19 @@ NETWORKS: dict[str, dict[str, Any]] = {
 }
 
 OPTIONS = {
-    "networks": ExperimentOption(None, f"which networks, e.g. [30core] [default: all; quick: [5core]]; "
-                                 f"valid: {', '.join(NETWORKS)}"),
+    "networks": ExperimentOption(None, "which networks, e.g. [30core] [default: all; quick: [5core]]", type=list,
+                                 choices=tuple(NETWORKS), single=True),
     "epochs": ExperimentOption(None, "epochs of every network run [default: each network's, 5core 15, 30core 6; "
-                               "quick: 1]"),
+                               "quick: 1]", type=int, minimum=1),
     "time_budget": ExperimentOption(None, "seconds per network: stop after the epoch that passes it "
-                                    "[default: each network's, 480 / 420 s; 0: none]"),
+                                    "[default: each network's, 480 / 420 s; 0: none]", type=float, minimum=0),
     "epoch_ensembles": ExperimentOption([1], "ensemble sizes the trainer evaluates EVERY epoch (beside "
-                                        "expectation), e.g. [1,64] [default: [1]]"),
+                                        "expectation), e.g. [1,64]; [] for the expectation only [default: [1]]",
+                                        minimum=1, single=True, non_empty=False),
     "sweep": ExperimentOption(list(SWEEP_ENSEMBLE_SIZES), "ensemble sizes evaluated once after training, with "
-                              "cores, events and energy [default: [1,2,4,8,16,32,64]]"),
+                              "cores, events and energy [default: [1,2,4,8,16,32,64]]", minimum=1, single=True),
     "sweep_test_limit": ExperimentOption(None, "test images of the final sweep [default: 5core all, 30core 2000; "
-                                         "quick: 300]"),
+                                         "quick: 300]", type=int, minimum=1),
     "resume": ExperimentOption(False, "continue each network from its checkpoint in OUT/checkpoints/NETWORK "
                                "(same settings; a budget-stopped or killed run goes on) [default: false]"),
 }

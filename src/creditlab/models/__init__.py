@@ -2,6 +2,11 @@
 
 ``builder(input_shape: tuple[int, int, int], num_classes: int, **options) -> nn.Module``.
 
+A model's options (``creditlab train --model-opt KEY=VALUE``) are the builder's keyword parameters,
+checked against their annotations; a builder that takes ``**options`` declares them instead as a
+typed schema, ``register_model(..., options={"window": Option(16, "...", minimum=1)})``
+(:class:`creditlab.options.Option`), so that the command line checks them before any data is loaded.
+
 Models that need post-step constraints (nonnegative clamps, clipping) define
 ``apply_constraints()`` on the module that owns them; the trainer calls
 :func:`creditlab.models.apply_constraints` after every optimizer step.
@@ -12,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Integral
+from typing import Any
 
 import torch.nn as nn
 
@@ -20,23 +26,27 @@ from creditlab.registry import Registry, import_submodules
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered model: its builder, the dataset it is natural for, and training defaults."""
+    """A registered model: its builder, the dataset it is natural for, training defaults, and (for a
+    builder that takes ``**options``) its options' schema, ``{name: creditlab.options.Option}``."""
 
     builder: Callable[..., nn.Module]
     description: str
     default_dataset: str = "mnist"
     defaults: dict = field(default_factory=dict)  # epochs, lr, optimizer, batch_size, ...
+    options: dict[str, Any] | None = None
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
-def register_model(name: str, description: str, default_dataset: str = "mnist", **defaults: object
-                   ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a model builder under ``name`` with its training defaults."""
+def register_model(name: str, description: str, default_dataset: str = "mnist", options: dict[str, Any] | None = None,
+                   **defaults: object) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a model builder under ``name`` with its training defaults; ``options`` is
+    the schema of a builder that takes ``**options`` (module docstring)."""
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        MODELS.register(name)(ModelEntry(builder, description, default_dataset, dict(defaults)))
+        MODELS.register(name)(ModelEntry(builder, description, default_dataset, dict(defaults),
+                                         None if options is None else dict(options)))
         return builder
 
     return decorator

@@ -36,6 +36,7 @@ from creditlab.models import register_model
 from creditlab.neuromorphic.cores import AXON_TYPES, CORE_NEURONS, WEIGHT_RANGE, CoreLayer, core_count
 from creditlab.neuromorphic.sampling import SampledNetwork, SpikeCounts, sample_network
 from creditlab.neuromorphic.topology import interleaved_partitions, window_sources
+from creditlab.options import Option, OptionValueError, resolve
 from creditlab.seeding import seeded_generator
 
 #: the sweep of ensemble sizes the paper's table runs (accuracy vs copies)
@@ -172,19 +173,40 @@ class TrueNorthNet(nn.Module):
         return variants
 
 
-OPTIONS: dict[str, Any] = {
-    "window": 16, "stride": 12, "hidden_neurons": 64, "neurons_per_class": 25, "threshold": 1,
-    "type_weights": "balanced-signs", "readout_gain": 10.0, "ensemble_sizes": DEFAULT_ENSEMBLE_SIZES,
-    "variance_floor": 1e-2, "init_seed": None,
+def _check_type_weights(scheme: Any) -> None:
+    """``type_weights``: a scheme name or AXON_TYPES integers in WEIGHT_RANGE (ValueError otherwise)."""
+    if isinstance(scheme, list | tuple):
+        if len(scheme) != AXON_TYPES or not all(isinstance(w, int) and not isinstance(w, bool)
+                                                and WEIGHT_RANGE[0] <= w <= WEIGHT_RANGE[1] for w in scheme):
+            raise ValueError(f"type_weights must be {AXON_TYPES} integers in {WEIGHT_RANGE}")
+    elif scheme not in TYPE_WEIGHT_SCHEMES:
+        raise ValueError(f"valid: {', '.join(TYPE_WEIGHT_SCHEMES)} or a list of {AXON_TYPES} integers")
+
+
+#: the model options (``--model-opt KEY=VALUE``), each with the values it takes
+OPTIONS: dict[str, Option] = {
+    "window": Option(16, "one first-layer core per window x window pixels (w*w <= 256 axons)", minimum=1),
+    "stride": Option(12, "offset between windows", minimum=1),
+    "hidden_neurons": Option(64, "neurons per first-layer core", minimum=1, maximum=CORE_NEURONS),
+    "neurons_per_class": Option(25, "output neurons per class per output core (x classes <= 256)", minimum=1),
+    "threshold": Option(1, "integer firing threshold", minimum=1),
+    "type_weights": Option("balanced-signs", "the weight of each axon type", type=object, check=_check_type_weights,
+                           what=f"one of {', '.join(map(repr, TYPE_WEIGHT_SCHEMES))} or a list of {AXON_TYPES} "
+                                f"integers in [{WEIGHT_RANGE[0]}, {WEIGHT_RANGE[1]}]"),
+    "readout_gain": Option(10.0, "logit scale", above=0),
+    "ensemble_sizes": Option(list(DEFAULT_ENSEMBLE_SIZES), "the ensemble-N variants evaluated every epoch "
+                             "([] = expectation only)", minimum=1, single=True, non_empty=False),
+    "variance_floor": Option(1e-2, "floor of the Gaussian approximation's variance", above=0),
+    "init_seed": Option(None, "seed of the wiring, axon types and initial weights [default: the run's seed]",
+                        type=int, unbounded=True),
 }
 
 
 def _check_options(input_shape: tuple[int, ...], num_classes: int, options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise TrueNorthOptionError(f"unknown truenorth option(s) {', '.join(unknown)}; valid: "
-                                   f"{', '.join(f'{k} (default {v!r})' for k, v in OPTIONS.items())}")
-    o = {**OPTIONS, **options}
+    try:
+        o = resolve(OPTIONS, options, "model 'truenorth'", flag="option")
+    except OptionValueError as error:
+        raise TrueNorthOptionError(str(error)) from None
 
     def need(ok: bool, what: str) -> None:
         if not ok:
@@ -193,37 +215,19 @@ def _check_options(input_shape: tuple[int, ...], num_classes: int, options: dict
     need(len(input_shape) == 3 and input_shape[0] == 1,
          f"input: one channel of pixels (C=1, H, W) is needed, got shape {tuple(input_shape)}")
     side = min(input_shape[1:])
-    for key in ("window", "stride", "hidden_neurons", "neurons_per_class", "threshold"):
-        need(isinstance(o[key], int) and not isinstance(o[key], bool) and o[key] >= 1,
-             f"{key} must be a positive integer, got {o[key]!r}")
     need(o["window"] ** 2 <= 256 and o["window"] <= side,
          f"window={o['window']}: a window of w x w pixels needs w*w <= 256 axons and w <= {side}")
-    need(o["hidden_neurons"] <= CORE_NEURONS, f"hidden_neurons={o['hidden_neurons']} exceeds {CORE_NEURONS} per core")
     need(o["neurons_per_class"] * num_classes <= CORE_NEURONS,
          f"neurons_per_class={o['neurons_per_class']} x {num_classes} classes exceeds {CORE_NEURONS} neurons per core")
-    scheme = o["type_weights"]
-    if isinstance(scheme, list | tuple):
-        need(len(scheme) == AXON_TYPES and all(isinstance(w, int) and WEIGHT_RANGE[0] <= w <= WEIGHT_RANGE[1]
-                                               for w in scheme),
-             f"type_weights must be {AXON_TYPES} integers in {WEIGHT_RANGE}, got {scheme!r}")
-        o["type_weights"] = tuple(scheme)
-    else:
-        need(scheme in TYPE_WEIGHT_SCHEMES,
-             f"type_weights={scheme!r}; valid: {', '.join(TYPE_WEIGHT_SCHEMES)} or a list of {AXON_TYPES} integers")
+    if isinstance(o["type_weights"], list):
+        o["type_weights"] = tuple(o["type_weights"])
     sizes = o["ensemble_sizes"]
-    sizes = (sizes,) if isinstance(sizes, int) else tuple(sizes)
-    need(all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes),
-         f"ensemble_sizes must be positive integers ([] for the expectation network only), "
-         f"got {o['ensemble_sizes']!r}")
-    o["ensemble_sizes"] = tuple(dict.fromkeys(sizes))
-    need(isinstance(o["readout_gain"], int | float) and o["readout_gain"] > 0,
-         f"readout_gain must be > 0, got {o['readout_gain']!r}")
-    need(isinstance(o["variance_floor"], int | float) and o["variance_floor"] > 0,
-         f"variance_floor must be > 0, got {o['variance_floor']!r}")
+    o["ensemble_sizes"] = tuple(dict.fromkeys([sizes] if isinstance(sizes, int) else sizes))
     return o
 
 
 @register_model("truenorth", "TrueNorth cores trained on probabilities (Esser 2015); 5 cores by default",
+                options=OPTIONS,
                 epochs=20, lr=0.1, optimizer="sgd", momentum=0.9, batch_size=100, normalization="unit")
 def build_truenorth(input_shape: tuple[int, ...], num_classes: int, **options: Any) -> TrueNorthNet:
     """Build a core-constrained network; options: see ``OPTIONS`` (``init_seed`` None = torch.initial_seed())."""

@@ -21,6 +21,14 @@ record. The phase count is rule state (checkpointed), and each phase's spikes co
 ``seeded_generator``-style streams ``mix_seed(seed, "sal-phase", phase, layer)``, so a resumed run
 continues the same phases. Defaults are the authors' ``exp_settings.yaml`` (5 x 200 t_ref, 32
 chains, lr 0.04). :func:`feedback_angles` gives angle(W, B) per layer.
+
+Phase budget. The authors run 5 x 2000 spiking steps before every epoch of a full dataset
+(Fashion-MNIST at batch 128: ``FULL_EPOCH_STEPS`` = 469 training steps), about 21 spiking steps per
+training step. With ``steps`` left unset the phase keeps that ratio: ``steps = clip(2000 x
+steps_per_epoch / 469, MIN_PHASE_STEPS, 2000)`` per iteration, so a full-size epoch gets the authors'
+2000 and a run of a few hundred images gets a phase of seconds, not minutes. ``--rule-opt steps=N``
+(and ``iterations=``, ``chains=``) sets the budget exactly; ``creditlab reproduce sal-deep`` passes
+its own. Every epoch's record holds the steps used (``sal_phase_steps``) and the time (``sal_phase_s``).
 """
 
 from __future__ import annotations
@@ -39,6 +47,18 @@ from creditlab.rules.fa import FeedbackAlignmentRule, FeedbackLinear, RandomFeed
 from creditlab.seeding import mix_seed
 from creditlab.spiking.sal import ExponentialWindow, PairSTDP, sal_update
 from creditlab.spiking.stochastic import RunNoise, StochasticNeurons
+
+#: the authors' phase: iterations x steps of spiking before an epoch of FULL_EPOCH_STEPS training steps
+PAPER_PHASE_STEPS = 2000
+FULL_EPOCH_STEPS = 469  # Fashion-MNIST, 60000 images at batch 128 (the authors' exp. 3)
+MIN_PHASE_STEPS = 100  # 10 t_ref: several windows of 2 t_ref per update even for the smallest run
+
+
+def phase_steps_for(steps_per_epoch: int) -> int:
+    """Spiking steps per SAL iteration for an epoch of ``steps_per_epoch`` training steps (the
+    authors' ratio, between MIN_PHASE_STEPS and PAPER_PHASE_STEPS; module docstring)."""
+    scaled = math.ceil(PAPER_PHASE_STEPS * steps_per_epoch / FULL_EPOCH_STEPS)
+    return max(MIN_PHASE_STEPS, min(PAPER_PHASE_STEPS, scaled))
 
 
 @register_scheme
@@ -60,14 +80,19 @@ class SpikeAlignment(FeedbackAlignmentRule):
                        rule_options={"iterations": 1, "steps": 400, "chains": 16})
 
     def __init__(self, model: nn.Module, loss_fn: LossFn = F.cross_entropy, seed: int = 0, sal_lr: float = 0.04,
-                 iterations: int = 5, steps: int = 2000, chains: int = 32, t_ref: int = 10) -> None:
+                 iterations: int = 5, steps: int | None = None, chains: int = 32, t_ref: int = 10) -> None:
+        """``steps`` None: the phase budget follows the run's epoch size (module docstring)."""
         for key, value in (("iterations", iterations), ("steps", steps), ("chains", chains), ("t_ref", t_ref)):
+            if value is None and key == "steps":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"sal option {key} must be an integer >= 1, got {value!r}")
         if not (math.isfinite(sal_lr) and sal_lr >= 0):
             raise ValueError(f"sal option sal_lr must be a finite number >= 0, got {sal_lr}")
         super().__init__(model, loss_fn, seed)
-        self.sal_lr, self.iterations, self.steps, self.chains, self.t_ref = sal_lr, iterations, steps, chains, t_ref
+        self.sal_lr, self.iterations, self.chains, self.t_ref = sal_lr, iterations, chains, t_ref
+        self.steps_given = steps
+        self.steps = PAPER_PHASE_STEPS if steps is None else steps  # set from the epoch size in on_fit_start
         self.phases = 0
         self.last_phase_s = 0.0
         self.linear = [layer for _, layer in feedback_layers(self.model) if isinstance(layer, FeedbackLinear)]
@@ -84,13 +109,18 @@ class SpikeAlignment(FeedbackAlignmentRule):
     def set_extra_state(self, state: dict[str, int]) -> None:  # noqa: D102
         self.phases = int(state["phases"])
 
+    def on_fit_start(self, context: Any) -> None:
+        """Without an explicit ``steps``, the phase budget follows the epoch size (module docstring)."""
+        if self.steps_given is None:
+            self.steps = phase_steps_for(int(context.steps_per_epoch))
+
     def on_epoch_start(self, epoch: int) -> None:
         """Phase hook: one spiking SAL phase before every epoch."""
         self.symmetrize()
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
-        """The epoch's record gets the duration of the phase that preceded it."""
-        return {"sal_phase_s": self.last_phase_s}
+        """The epoch's record gets the duration and spiking steps of the phase that preceded it."""
+        return {"sal_phase_s": self.last_phase_s, "sal_phase_steps": self.iterations * self.steps}
 
     @torch.no_grad()
     def symmetrize(self) -> dict[str, float]:
