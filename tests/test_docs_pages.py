@@ -1,0 +1,88 @@
+"""The docs pages say what the records say: every rule's page shows every record of that rule, whatever
+experiment wrote it; generated sections read cleanly (no name printed twice); paper pages show the
+README's rows for their paper."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from creditlab.results import append_record, make_record
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """docs/ with its generated sections written from the committed records (as `make docs` does)."""
+    from creditlab.report.docs import write_docs_sections
+
+    docs = tmp_path_factory.mktemp("site") / "docs"
+    shutil.copytree(REPO / "docs", docs, ignore=shutil.ignore_patterns("generated"))
+    write_docs_sections([REPO / "results"], docs)
+    return docs
+
+
+def _records_naming(rule: str) -> set[str]:
+    """Names of committed records that say, in their own words, that they measure ``rule``: the rule of
+    the config or the final metrics, a segment of the run name, or a key of the final metrics (read from
+    the raw JSON lines here, independently of the report's code)."""
+    names = set()
+    for path in sorted((REPO / "results").rglob("*.jsonl")):
+        if "checkpoints" in path.parts:
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line) if line.strip() else {}
+            if "kind" not in record:
+                continue
+            name, config, final = str(record.get("name", "")), record.get("config") or {}, record.get("final") or {}
+            segments = {word for segment in name.split("/")[1:] for word in segment.replace(":", "+").split("+")}
+            if config.get("rule") or final.get("rule"):  # the record's own word, where it has one
+                segments = set()
+            if (config.get("rule") == rule or final.get("rule") == rule or rule in segments
+                    or (record["kind"] == "train" and name.split("/")[0] == rule) or isinstance(final.get(rule), dict)):
+                names.add(name)
+    return names
+
+
+def _rules() -> list[str]:
+    from creditlab.rules import RULES
+
+    return list(RULES.names())
+
+
+@pytest.mark.parametrize("rule", _rules())
+def test_rule_page_shows_every_record_of_the_rule(rule: str, generated: Path) -> None:
+    page = (generated / "generated" / "rules" / f"{rule}.md").read_text(encoding="utf-8")
+    names = _records_naming(rule)
+    if not names:
+        assert "No training or step-time records" in page
+        return
+    assert "No training or step-time records" not in page, f"{rule} has records {sorted(names)[:3]}"
+    for name in names:  # the accuracy table shows (rule, model, dataset); the others the run's name
+        shown = name if "/" not in name or not name.startswith(f"{rule}/") else name.split("/")[1]
+        assert shown in page, f"{rule}'s page does not show the record {name}"
+
+
+def test_rule_page_finds_records_of_any_experiment(tmp_path: Path) -> None:
+    """Synthetic records of three layouts: a reproduction run named by its rule, a benchmark whose final
+    holds one dict per contender, a run list carrying each run's rule."""
+    from creditlab.report.docs import write_docs_sections
+
+    store = tmp_path / "results" / "r.jsonl"
+    append_record(store, make_record("reproduce", "paper-x/cifar10/kp", {"epochs": 1}, {"test_accuracy": 0.4321}))
+    append_record(store, make_record("perf", "bench-y", {"width": 8},
+                                     {"bp": {"median_ms": 2.0}, "tp": {"median_ms": 5.0, "ratio_to_bp": 2.5}}))
+    append_record(store, make_record("reproduce", "lib-z", {}, {"runs": [
+        {"rule": "dtp", "test_accuracy": 0.25}, {"rule": "dtp", "test_accuracy": 0.75}]}))
+    docs = tmp_path / "docs"
+    (docs / "papers").mkdir(parents=True)
+    write_docs_sections([tmp_path / "results"], docs)
+    pages = {rule: (docs / "generated" / "rules" / f"{rule}.md").read_text() for rule in ("kp", "tp", "dtp", "fa")}
+    assert "paper-x/cifar10/kp" in pages["kp"] and "0.4321" in pages["kp"]
+    assert "bench-y" in pages["tp"] and "2.5" in pages["tp"]
+    assert "lib-z" in pages["dtp"] and "mean test_accuracy 0.5" in pages["dtp"]
+    assert "No training or step-time records of `fa` yet" in pages["fa"]
