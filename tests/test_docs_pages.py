@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return docs
 
 
-def _records_naming(rule: str) -> set[str]:
+def _records_naming(rule: str, with_final: bool = False) -> Any:
     """Names of committed records that say, in their own words, that they measure ``rule``: the rule of
     the config or the final metrics, a segment of the run name, or a key of the final metrics (read from
     the raw JSON lines here, independently of the report's code)."""
@@ -44,7 +45,7 @@ def _records_naming(rule: str) -> set[str]:
                 segments = set()
             if (config.get("rule") == rule or final.get("rule") == rule or rule in segments
                     or (record["kind"] == "train" and name.split("/")[0] == rule) or isinstance(final.get(rule), dict)):
-                names.add(name)
+                names.add((name, json.dumps(final)) if with_final else name)
     return names
 
 
@@ -86,3 +87,43 @@ def test_rule_page_finds_records_of_any_experiment(tmp_path: Path) -> None:
     assert "bench-y" in pages["tp"] and "2.5" in pages["tp"]
     assert "lib-z" in pages["dtp"] and "mean test_accuracy 0.5" in pages["dtp"]
     assert "No training or step-time records of `fa` yet" in pages["fa"]
+
+
+def test_figure_has_a_row_for_every_rule_and_says_which_lack_records(tmp_path: Path) -> None:
+    """README's "every rule beside backprop": with records of bp and fa only, every other registered rule
+    is named in the caption as lacking each kind of record; a rule's accuracy is drawn beside BP's run of
+    the same setting."""
+    from creditlab.report.plots import plot_rules_side_by_side, rule_overview, rules_side_by_side_caption
+
+    config = {"model": "mlp", "dataset": "mnist", "epochs": 1}
+    records = [make_record("train", f"{rule}/mlp/mnist", {"rule": rule, **config}, {"test_accuracy": acc})
+               for rule, acc in (("bp", 0.9), ("fa", 0.8))]
+    records += [make_record("perf", f"{rule}/mlp", {"rule": rule, "model": "mlp"},
+                            {"median_ms": ms, "ratio_to_bp": ms / 2.0}, device="cpu") for rule, ms in (("bp", 2.0),
+                                                                                                      ("fa", 3.0))]
+    overview = rule_overview(records)
+    assert set(overview) == set(_rules())
+    assert overview["fa"]["accuracy"] == [("mlp/mnist, 1 ep", 80.0, 90.0)]
+    assert overview["fa"]["step"] == [("mlp", 1.5)]
+    caption = rules_side_by_side_caption(overview)
+    no_step, no_accuracy = caption.split("No cpu step-time record yet:")[1].split("No test-accuracy record yet:")
+    for rule in set(_rules()) - {"bp", "fa"}:
+        assert rule in no_step and rule in no_accuracy, rule
+    assert plot_rules_side_by_side(records, tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_committed_records_of_each_rule_reach_the_figure() -> None:
+    """Every rule that a committed record measures a test accuracy of (its final metrics name one; read
+    from the raw records here) has an accuracy entry in the figure, and a rule without one is named."""
+    from creditlab.report.build import load_records
+    from creditlab.report.plots import rule_overview, rules_side_by_side_caption
+
+    overview = rule_overview(load_records([REPO / "results"]))
+    caption = rules_side_by_side_caption(overview).split("No test-accuracy record yet:")
+    for rule in _rules():
+        measured = [name for name, final in _records_naming(rule, with_final=True)
+                    if '"test_acc' in final or '"test_error' in final]
+        if measured:
+            assert overview[rule]["accuracy"], f"{rule}: {measured[:3]} hold a test accuracy"
+        if not overview[rule]["accuracy"]:
+            assert len(caption) == 2 and rule in caption[1], rule
