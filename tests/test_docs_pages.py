@@ -127,3 +127,23 @@ def test_committed_records_of_each_rule_reach_the_figure() -> None:
             assert overview[rule]["accuracy"], f"{rule}: {measured[:3]} hold a test accuracy"
         if not overview[rule]["accuracy"]:
             assert len(caption) == 2 and rule in caption[1], rule
+
+
+def test_readme_and_docs_link_nothing_outside_the_repository() -> None:
+    """The project's documents stand alone: every relative link of README and the docs stays inside the
+    repository, and no text points at a file beside it (``../shared/...``; the optional data folder
+    ``../shared/data`` is a place to look for datasets, not a document)."""
+    import re
+
+    outside = []
+    pages = [REPO / "README.md", *sorted(p for p in (REPO / "docs").rglob("*.md") if "generated" not in p.parts)]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+                continue
+            resolved = (page.parent / target.split("#", 1)[0]).resolve()
+            if REPO.resolve() not in (resolved, *resolved.parents):
+                outside.append(f"{page.relative_to(REPO)} -> {target}")
+        outside += [f"{page.relative_to(REPO)}: {m}" for m in re.findall(r"(?:\.\./)+shared/(?!data\b)\S*", text)]
+    assert not outside, "\n".join(outside)
