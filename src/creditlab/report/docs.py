@@ -13,13 +13,15 @@ from typing import Any
 from creditlab.report.build import experiment_headlines, experiment_summaries, load_records
 from creditlab.report.headline import Headline, page_headline_table
 from creditlab.report.plots import plot_alignment
-from creditlab.report.render import Block, Heading, Image, Paragraph, Table, render_markdown
+from creditlab.report.render import Block, Heading, Image, Paragraph, Table, fmt, render_markdown
 from creditlab.report.tables import (
     accuracy_table,
     differing_settings,
+    flatten_scalars,
     is_rule_timing,
     latest_by,
     mention_metrics,
+    other_timing_blocks,
     provenance,
     reproduce_blocks,
     rule_mentions,
@@ -157,6 +159,13 @@ def write_docs_sections(paths: list[Path], docs_dir: Path) -> list[Path]:
     for (model, dataset), group in _train_groups(records).items():
         written.append(_write(target / "train" / f"{model}-{dataset}.md", _train_blocks(records, group, model),
                               Path(docs_dir) / "papers", f"No training records of {model} on {dataset} yet."))
+    for block_name, blocks in _benchmark_sections(records).items():
+        written.append(_write(target / "benchmarks" / f"{block_name}.md", blocks, Path(docs_dir) / "papers",
+                              f"No records of `{block_name}` yet."))
+    for included in _included(Path(docs_dir), "fields", depth=2):
+        experiment, field = included.split("/")
+        written.append(_write(target / "fields" / experiment / f"{field}.md", _field_blocks(records, experiment, field),
+                              Path(docs_dir) / "papers", f"No record of `{experiment}` holds `{field}` yet."))
     for model in _included(Path(docs_dir), "models"):
         written.append(_write(target / "models" / f"{model}.md", _model_blocks(model), Path(docs_dir),
                               f"No rule can train `{model}`."))
@@ -167,14 +176,47 @@ def write_docs_sections(paths: list[Path], docs_dir: Path) -> list[Path]:
     return written
 
 
-def _included(docs_dir: Path, section: str) -> list[str]:
-    """Names ``X`` of the ``generated/<section>/X.md`` files that some docs page includes."""
+def _included(docs_dir: Path, section: str, depth: int = 1) -> list[str]:
+    """Names ``X`` (``depth`` 2: ``A/B``) of the ``generated/<section>/X.md`` files some docs page includes."""
     names: set[str] = set()
+    part = "/".join(['[^"/]+'] * depth)
     for page in Path(docs_dir).rglob("*.md"):
         if GENERATED not in page.relative_to(docs_dir).parts:
             text = page.read_text(encoding="utf-8")
-            names.update(re.findall(rf'--8<-- "{GENERATED}/{section}/([^"/]+)\.md"', text))
+            names.update(re.findall(rf'--8<-- "{GENERATED}/{section}/({part})\.md"', text))
     return sorted(names)
+
+
+def _benchmark_sections(records: list[dict[str, Any]]) -> dict[str, list[Block]]:
+    """``generated/benchmarks/<name>.md``: each benchmark of its own layout (``perf`` records that are not
+    one rule's step time), a row per contender, as the report's "Other timing records" show it."""
+    sections: dict[str, list[Block]] = {}
+    current = None
+    for block in other_timing_blocks(records):
+        if isinstance(block, Heading):
+            current = sections.setdefault(block.text, [])
+        elif current is not None:
+            current.append(block)
+    return sections
+
+
+def _field_blocks(records: list[dict[str, Any]], experiment: str, field: str) -> list[Block]:
+    """``generated/fields/<experiment>/<field>.md``: one row per run of ``experiment`` (newest per run and
+    full runs), the scalars of ``final[field]`` as columns, so a page quotes a record's
+    numbers (e.g. ``ncg-fmnist/cost_per_inference``) without typing them."""
+    runs = [r for r in latest_by((r for r in records if str(r.get("name", "")).split("/")[0] == experiment
+                                  and not (r.get("config") or {}).get("quick")),
+                                 lambda r: r.get("name"))
+            if isinstance((r.get("final") or {}).get(field), dict | int | float)]
+    if not runs:
+        return []
+    flat = [flatten_scalars({field: r["final"][field]}, depth=3) for r in runs]
+    columns = list(dict.fromkeys(k for f in flat for k in f))
+    rows = [[str(r.get("name", "?")).split("/", 1)[-1], *[fmt(f.get(c), 5) for c in columns], *provenance(r)[::-1]]
+            for r, f in sorted(zip(runs, flat, strict=True), key=lambda p: str(p[0].get("timestamp", "")))]
+    note = f"`final.{field}` of every `{experiment}` record (the newest of each run), oldest first."
+    return [Table(["run", *[c.split(".", 1)[-1] if "." in c else c for c in columns], "device", "commit"], rows,
+                  [note])]
 
 
 def _model_blocks(model: str) -> list[Block]:
