@@ -145,12 +145,13 @@ def rule_mentions(record: dict[str, Any], rules: Collection[str]) -> list[RuleMe
 
 
 def mention_metrics(values: dict[str, Any], limit: int = 4) -> str:
-    """A few measured numbers of a mention, ``key value`` joined by ``; ``: top-level ones first, then
+    """A few measured numbers of a mention, ``key value`` joined by ``; ``: its top-level ones, else its
     nested ones (per-fold, per-seed and initial values left out)."""
     flat = flatten_scalars(values, depth=2)
     picked = [(k, v) for k, v in flat.items() if METRIC_KEY.search(k) and isinstance(v, int | float)
               and not isinstance(v, bool) and "[" not in k and "initial" not in k]
-    picked.sort(key=lambda kv: kv[0].count("."))
+    top = [(k, v) for k, v in picked if "." not in k]
+    picked = top or picked  # nested numbers (per layer, quantiles) only where there is no top-level one
     return "; ".join(f"{k} {fmt(v)}" for k, v in picked[:limit]) or "–"
 
 
