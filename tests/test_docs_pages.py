@@ -147,3 +147,53 @@ def test_readme_and_docs_link_nothing_outside_the_repository() -> None:
                 outside.append(f"{page.relative_to(REPO)} -> {target}")
         outside += [f"{page.relative_to(REPO)}: {m}" for m in re.findall(r"(?:\.\./)+shared/(?!data\b)\S*", text)]
     assert not outside, "\n".join(outside)
+
+
+def test_generated_paper_sections_do_not_repeat_the_experiment_name(generated: Path) -> None:
+    """The page heads each section with the experiment's name; the section itself does not again."""
+    for section in sorted((generated / "generated" / "papers").glob("*.md")):
+        headings = [line for line in section.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+        assert f"### {section.stem}" not in headings, section.name
+
+
+def test_truenorth_rule_list_is_the_construction_check(generated: Path) -> None:
+    """docs/papers/truenorth.md lists the rules that can be built on a truenorth model (built here
+    directly), node-perturbation among them, as a Markdown list that renders as one."""
+    import markdown
+    import torch
+
+    from creditlab.errors import IncompatibleModelError
+    from creditlab.models import build_model
+    from creditlab.rules import build_rule
+
+    trains = []
+    for rule in _rules():
+        torch.manual_seed(0)
+        try:
+            build_rule(rule, build_model("truenorth", (1, 28, 28), 10))
+        except IncompatibleModelError:
+            continue
+        trains.append(rule)
+    assert "node-perturbation" in trains
+    page = (generated / "papers" / "truenorth.md").read_text(encoding="utf-8")
+    assert '--8<-- "generated/models/truenorth.md"' in page
+    section = (generated / "generated" / "models" / "truenorth.md").read_text(encoding="utf-8")
+    first = section.split("\n", 1)[0]
+    assert all(f"`{rule}`" in first for rule in trains), first
+    assert all(f"`{rule}`" not in first for rule in set(_rules()) - set(trains)), first
+    html = markdown.markdown(section)
+    assert html.count("<li>") == len({line for line in section.splitlines() if line.startswith("- ")}) > 0
+
+
+def test_wide_tables_scroll_instead_of_hiding_columns() -> None:
+    """The site's stylesheet (named in mkdocs.yml) lets a table wider than the page scroll sideways."""
+    import re
+
+    import yaml
+
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8"))
+    sheets = config.get("extra_css") or []
+    assert sheets, "mkdocs.yml names no stylesheet"
+    css = "".join((REPO / "docs" / sheet).read_text(encoding="utf-8") for sheet in sheets)
+    rule = re.search(r"\.md-typeset table:not\(\[class\]\)\s*\{([^}]*)\}", css)
+    assert rule and "overflow-x: auto" in rule.group(1) and "display: block" in rule.group(1)
