@@ -53,12 +53,12 @@ def _write(path: Path, blocks: list[Block], base: Path, empty: str) -> Path:
 
 def experiment_pages(docs_dir: Path, names: Iterable[str]) -> dict[str, str]:
     """Each of ``names`` (experiments, benchmarks) -> the docs page (relative to ``docs_dir``) about it:
-    the paper page that includes its generated section, else the first paper page that names it."""
+    the paper page that includes one of its generated sections, else the first paper page naming it."""
     texts = {page.relative_to(docs_dir).as_posix(): page.read_text(encoding="utf-8")
              for page in sorted((Path(docs_dir) / "papers").glob("*.md"))}
     pages: dict[str, str] = {}
     for page, text in texts.items():
-        for name in re.findall(r'--8<-- "generated/papers/([^"]+)\.md"', text):
+        for name in re.findall(r'--8<-- "generated/(?:papers|benchmarks|fields)/([^"/]+)(?:/[^"/]+)?\.md"', text):
             pages.setdefault(name, page)
     for name in names:
         if name not in pages:
