@@ -238,7 +238,9 @@ def _setting(mention: RuleMention) -> str:
                                                  if config.get("train_limit") else "")
         budget += f", val {100 * config['val_fraction']:g}%" if config.get("val_fraction") else ""
         return f"{model}/{dataset}, {budget}"
-    label = re.sub(rf"(?<![\w-]){re.escape(mention.rule)}(?![\w-])", "", mention.label).replace("/+", " +")
+    label = re.sub(rf"(?<![\w-]){re.escape(mention.rule)}(?![\w-])", "", mention.label,
+                   flags=re.IGNORECASE).replace("/+", " +")
+    label = re.sub(r"\s+", " ", label)
     return re.sub(r"[:+/ ]+$|\bruns of\s*$", "", re.sub(r"[:+]+(?=/|$)", "", label)).strip(" :/") or label
 
 

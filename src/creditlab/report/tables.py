@@ -114,7 +114,8 @@ def _name_rules(name: str, rules: Collection[str]) -> list[str]:
 def rule_mentions(record: dict[str, Any], rules: Collection[str]) -> list[RuleMention]:
     """Every part of ``record`` that measures one of ``rules``, found where records of any kind say it:
     the rule of a train record; a config's or final's ``rule`` (or ``label``); the record name's segments;
-    ``final`` keys that are rules (or ``config.variants`` naming one), each a contender's metrics; lists of
+    ``final`` keys that are rules, start with one (``FA λ=0.1``) or are ``config.variants`` naming one, each
+    a contender's metrics; lists of
     runs in ``final`` that carry a ``rule`` (summarised per rule: runs and the mean of each metric)."""
     config, final = record.get("config") or {}, record.get("final") or {}
     name = str(record.get("name", ""))
@@ -124,8 +125,9 @@ def rule_mentions(record: dict[str, Any], rules: Collection[str]) -> list[RuleMe
     mentions: list[RuleMention] = []
     variants = config.get("variants") if isinstance(config.get("variants"), dict) else {}
     for key, value in final.items():
-        variant = variants.get(key)
-        rule = key if key in rules else (variant[0] if isinstance(variant, list | tuple) and variant else None)
+        variant, first_word = variants.get(key), str(key).split(" ", 1)[0].lower()
+        rule = key if key in rules else (variant[0] if isinstance(variant, list | tuple) and variant
+                                         else first_word if " " in str(key) and first_word in rules else None)
         if isinstance(value, dict) and rule in rules:
             mentions.append(RuleMention(record, str(rule), f"{name}: {key}", value))
     for key, value in final.items():
