@@ -48,15 +48,25 @@ def least_sure(statuses: Sequence[str]) -> str:
     return min(known, key=STATUS_ORDER.index) if known else "not available"
 
 
+HEADLINE_NOTE = ("ours: measured, printed by `creditlab report` from the committed records; paper: the paper's or "
+                 "the authors' released number, with its status (verified: read in the paper or the authors' code "
+                 "or data; secondary: from another source; unverified: not checked; not available: none could be "
+                 "read). budget: what ours ran at, where it is short of the paper's protocol.")
+
+
 def headline_table(headlines: Sequence[Headline], base: Path) -> Table:
     """The README's table of claims; ``page`` links are made relative to ``base`` (the README's folder)."""
     rows = [[h.paper, h.claim, h.ours, h.theirs, h.status, h.budget,
              f"[{Path(h.page).stem}]({relative_link(Path(h.page), base)})"] for h in headlines]
-    notes = ["ours: measured, printed by `creditlab report` from the committed records; paper: the paper's or "
-             "the authors' released number, with its status (verified: read in the paper or the authors' code or "
-             "data; secondary: from another source; unverified: not checked; not available: none could be read). "
-             "budget: what ours ran at, where it is short of the paper's protocol. More: the page linked."]
-    return Table(["paper", "claim", "ours", "paper's", "status", "budget", "more"], rows, notes)
+    return Table(["paper", "claim", "ours", "paper's", "status", "budget", "more"], rows,
+                 [HEADLINE_NOTE + " More: the page linked."])
 
 
-__all__ = ["Headline", "STATUS_ORDER", "headline_table", "least_sure", "newest_runs"]
+def page_headline_table(headlines: Sequence[Headline]) -> Table:
+    """The README's rows of one paper, as its docs page shows them (no paper or page column)."""
+    rows = [[h.claim, h.ours, h.theirs, h.status, h.budget] for h in headlines]
+    return Table(["claim", "ours", "paper's", "status", "budget"], rows, [HEADLINE_NOTE])
+
+
+__all__ = ["HEADLINE_NOTE", "Headline", "STATUS_ORDER", "headline_table", "least_sure", "newest_runs",
+           "page_headline_table"]

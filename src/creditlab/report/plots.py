@@ -4,11 +4,20 @@ accuracy against step time."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from creditlab.report.tables import config_identity, latest_by, model_label, train_identity
+from creditlab.report.tables import (
+    RuleMention,
+    config_identity,
+    is_rule_timing,
+    latest_by,
+    model_label,
+    rule_mentions,
+    train_identity,
+)
 from creditlab.results import device_type
 
 MAX_ALIGNMENT_PANELS = 16
@@ -204,58 +213,141 @@ def plot_accuracy_vs_step_time(records: Sequence[dict[str, Any]], path: Path) ->
 
 
 
+ACCURACY_KEYS = (("test_accuracy", 100.0, False), ("test_accuracy_pct_mean", 1.0, False),
+                 ("mean test_accuracy", 100.0, False), ("test_error_pct", 1.0, True))
+MAX_POINTS_PER_RULE = 3
+
+
+def _accuracy_pct(values: dict[str, Any]) -> float | None:
+    """Test accuracy (%) of a mention's values, from whichever key its experiment writes."""
+    for key, scale, is_error in ACCURACY_KEYS:
+        value = values.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return 100.0 - value * scale if is_error else value * scale
+    return None
+
+
+def _setting(mention: RuleMention) -> str:
+    """What a mention was measured on, without the rule's name, so BP's run of the same setting matches:
+    ``model/dataset, budget`` for a train run, else the run's label with the rule's word taken out."""
+    record = mention.record
+    if record.get("kind") == "train":
+        _, model, dataset = train_identity(record)
+        config = record.get("config") or {}
+        budget = f"{config.get('epochs')} ep" + (f" × {config['train_limit'] // 1000}k"
+                                                 if config.get("train_limit") else "")
+        budget += f", val {100 * config['val_fraction']:g}%" if config.get("val_fraction") else ""
+        return f"{model}/{dataset}, {budget}"
+    label = re.sub(rf"(?<![\w-]){re.escape(mention.rule)}(?![\w-])", "", mention.label,
+                   flags=re.IGNORECASE).replace("/+", " +")
+    label = re.sub(r"\s+", " ", label)
+    return re.sub(r"[:+/ ]+$|\bruns of\s*$", "", re.sub(r"[:+]+(?=/|$)", "", label)).strip(" :/") or label
+
+
+def rule_overview(records: Sequence[dict[str, Any]], device: str = "cpu") -> dict[str, dict[str, list[Any]]]:
+    """Every registered rule -> ``step``: (setting, step time / BP's on ``device``) and ``accuracy``:
+    (setting, test accuracy %, BP's accuracy % in the same setting or None), from every record that
+    measures the rule (newest per setting, at most MAX_POINTS_PER_RULE each, those beside BP first)."""
+    from creditlab.rules import RULES
+
+    names = list(RULES.names())
+    newest = latest_by(records, lambda r: (r.get("kind"), r.get("name"), r.get("config_key")))
+    mentions = sorted((m for r in newest if not (r.get("config") or {}).get("quick")
+                       for m in rule_mentions(r, set(names))), key=lambda m: str(m.record.get("timestamp", "")))
+    steps: dict[str, dict[str, tuple[bool, float]]] = {rule: {} for rule in names}
+    accuracy: dict[str, dict[str, float]] = {rule: {} for rule in names}
+    for mention in mentions:
+        values = mention.values
+        ratio = values.get("ratio_to_bp")
+        if isinstance(ratio, int | float) and device_type(mention.record.get("device", "")) == device:
+            config = mention.record.get("config") or {}
+            shape = [f"{k} {config[k]}" for k in ("width", "dtype") if k in config]
+            contender = mention.label.rsplit(": ", 1)[-1]
+            variant = contender != mention.rule and not is_rule_timing(mention.record)
+            if is_rule_timing(mention.record):
+                where = model_label(config)
+            else:  # a benchmark of its own layout: the shape it timed (and the variant, if not the plain rule)
+                where = (f"{contender}: " if variant else "") + (", ".join(shape) if shape else _setting(mention))
+            steps[mention.rule][where] = (variant, float(ratio))
+        acc = _accuracy_pct(values)
+        if acc is not None and not is_rule_timing(mention.record):
+            accuracy[mention.rule][_setting(mention)] = acc
+    overview: dict[str, dict[str, list[Any]]] = {}
+    for rule in names:
+        beside = [(where, acc, accuracy["bp"].get(where)) for where, acc in accuracy[rule].items()]
+        beside.sort(key=lambda p: (p[2] is None, p[0]))
+        timed = [(where, ratio) for where, (_, ratio) in sorted(steps[rule].items(), key=lambda p: (p[1][0], p[0]))]
+        overview[rule] = {"step": timed[:MAX_POINTS_PER_RULE] if rule != "bp" else [],
+                          "accuracy": beside[:MAX_POINTS_PER_RULE]}
+    return overview
+
+
+def rules_side_by_side_caption(overview: dict[str, dict[str, list[Any]]], device: str = "cpu") -> str:
+    """The figure's caption: what it shows and which rules lack which record (so none is missing unsaid)."""
+    no_step = [rule for rule, o in overview.items() if rule != "bp" and not o["step"]]
+    no_acc = [rule for rule, o in overview.items() if not o["accuracy"]]
+    text = (f"Every registered rule ({len(overview)}) has a row. Left: step time over BP's on the same model "
+            f"({device}, interleaved in one process), one dot per model measured. Right: test accuracy (%) in each "
+            "setting the records hold (up to three per rule), with BP's accuracy in the same setting as a black "
+            "bar where there is one; settings differ between rules, so compare a rule with its own BP bar.")
+    if no_step:
+        text += f" No {device} step-time record yet: {', '.join(no_step)}."
+    if no_acc:
+        text += f" No test-accuracy record yet: {', '.join(no_acc)}."
+    return text
+
+
 def plot_rules_side_by_side(records: Sequence[dict[str, Any]], path: Path, device: str = "cpu") -> Path | None:
-    """Every rule beside backprop: step time as a ratio to BP per model (``perf`` records on ``device``)
-    and test accuracy per model and dataset (the newest ``train`` record of each rule/model/dataset/budget,
-    budgets shared by every rule of a panel only). None if the records hold neither."""
-    ratios: dict[str, dict[str, float]] = {}
-    for record in latest_by((r for r in records if r.get("kind") == "perf" and "rule" in (r.get("config") or {})
-                             and device_type(r.get("device", "")) == device), config_identity):
-        ratio = (record.get("final") or {}).get("ratio_to_bp")
-        if ratio is not None:
-            ratios.setdefault(str(record["config"].get("model")), {})[str(record["config"]["rule"])] = ratio
-    accuracy: dict[str, dict[str, float]] = {}
-    for record in latest_by((r for r in records if r.get("kind") == "train"), config_identity):
-        rule, model, dataset = train_identity(record)
-        config, final = record.get("config") or {}, record.get("final") or {}
-        if final.get("test_accuracy") is None:
-            continue
-        panel = f"{model}/{dataset}, {config.get('epochs')} ep" + (
-            f" × {config['train_limit'] // 1000}k" if config.get("train_limit") else "")
-        accuracy.setdefault(panel, {})[rule] = 100 * final["test_accuracy"]
-    accuracy = {panel: by_rule for panel, by_rule in accuracy.items() if len(by_rule) >= 3}
-    ratios = {model: by_rule for model, by_rule in ratios.items() if len(by_rule) >= 2}
-    if not ratios and not accuracy:
+    """Every registered rule beside backprop, one row each: step time as a ratio to BP's (``device``) and
+    test accuracy beside BP's in the same setting (:func:`rule_overview`); a row without a record says so.
+    None if the records hold neither."""
+    overview = rule_overview(records, device)
+    if not any(o["step"] or o["accuracy"] for o in overview.values()):
         return None
     plt = _pyplot()
-    rules = sorted({r for group in (*ratios.values(), *accuracy.values()) for r in group},
-                   key=lambda r: (r != "bp", r))
-    colors = {rule: plt.cm.tab10(i % 10) for i, rule in enumerate(rules)}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    for ax, groups, ylabel, title in (
-            (axes[0], ratios, "step time / BP's step time", f"step time relative to backprop ({device})"),
-            (axes[1], accuracy, "test accuracy (%)", "test accuracy")):
-        names = sorted(groups)
-        width = 0.8 / max(1, len(rules))
-        for i, rule in enumerate(rules):
-            xs = [g + (i - len(rules) / 2 + 0.5) * width for g, name in enumerate(names) if rule in groups[name]]
-            ys = [groups[name][rule] for name in names if rule in groups[name]]
-            if ys:
-                ax.bar(xs, ys, width, color=colors[rule], label=rule)
-        ax.set_xticks(range(len(names)), names, rotation=15, fontsize=8)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(True, axis="y", alpha=0.3)
-        if groups is ratios and names:
-            ax.axhline(1.0, color="black", linewidth=0.8)
-        if groups is accuracy and names:
-            low = min(v for g in groups.values() for v in g.values())
-            ax.set_ylim(max(0.0, math.floor(low - 2)), 100)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[rule]) for rule in rules]
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
-    fig.legend(handles, rules, loc="upper center", ncol=len(rules), fontsize=9, frameon=False)
+    rules = list(overview)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.42 * len(rules) + 1.6), sharey=True)
+    colors = plt.cm.tab20.colors
+    ratios = [v for o in overview.values() for _, v in o["step"]]
+    accs = [v for o in overview.values() for _, a, b in o["accuracy"] for v in (a, b) if v is not None]
+    low_acc = max(0.0, math.floor(min(accs) - 3)) if accs else 0.0
+    for row, rule in enumerate(rules):
+        color = colors[row % len(colors)]
+        y = len(rules) - 1 - row
+        for i, (where, ratio) in enumerate(overview[rule]["step"]):
+            left.scatter([ratio], [y], color=color, s=30, zorder=3)
+            left.annotate(where, (ratio, y), textcoords="offset points", xytext=(4, 3 - 7 * i), fontsize=6)
+        if rule == "bp":
+            left.text(1.0, y, " the reference (1.0)", fontsize=7, va="center", color="0.3")
+        elif not overview[rule]["step"]:
+            left.text(0.02, y, f"no {device} step-time record", transform=left.get_yaxis_transform(),
+                      fontsize=7, va="center", color="0.5", style="italic")
+        offsets = (-0.25, 0.0, 0.25)[:len(overview[rule]["accuracy"])]
+        for (where, acc, bp_acc), dy in zip(overview[rule]["accuracy"], offsets, strict=False):
+            right.barh([y + dy], [acc - low_acc], left=low_acc, height=0.22, color=color)
+            if bp_acc is not None and rule != "bp":
+                right.plot([bp_acc, bp_acc], [y + dy - 0.12, y + dy + 0.12], color="black", linewidth=1.6)
+            right.text(low_acc + 0.3, y + dy, where, fontsize=6, va="center")
+        if not overview[rule]["accuracy"]:
+            right.text(low_acc + 0.5, y, "no test-accuracy record", fontsize=7, va="center", color="0.5",
+                       style="italic")
+    left.set_yticks(range(len(rules)), list(reversed(rules)), fontsize=8)
+    left.axvline(1.0, color="black", linewidth=0.8)
+    if ratios and max(ratios) / max(min(ratios), 1e-9) > 8:
+        left.set_xscale("log")
+    left.set_xlim(min([0.5, *ratios]) * 0.8, max([2.0, *ratios]) * 1.6)
+    left.set_xlabel("step time / BP's step time (same model)")
+    left.set_title(f"step time relative to backprop ({device})", fontsize=10)
+    right.set_xlim(low_acc, 100)
+    right.set_xlabel("test accuracy (%); black bar: BP in the same setting")
+    right.set_title("test accuracy, per setting in the records", fontsize=10)
+    for ax in (left, right):
+        ax.grid(True, axis="x", alpha=0.3, which="both")
+    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
-__all__ = ["plot_accuracy_vs_step_time", "plot_alignment", "plot_rules_side_by_side", "plot_learning_curves"]
+
+__all__ = ["plot_accuracy_vs_step_time", "plot_alignment", "plot_learning_curves", "plot_rules_side_by_side",
+           "rule_overview", "rules_side_by_side_caption"]

@@ -8,7 +8,7 @@ from typing import Any
 from creditlab.errors import CreditlabError
 from creditlab.report.build import experiment_headlines, load_records
 from creditlab.report.headline import headline_table
-from creditlab.report.plots import plot_rules_side_by_side
+from creditlab.report.plots import plot_rules_side_by_side, rule_overview, rules_side_by_side_caption
 from creditlab.report.render import Block, Image, Paragraph, relative_link, render_markdown
 
 README_BEGIN = "<!-- results:begin -->"
@@ -29,7 +29,8 @@ def readme_blocks(records: list[dict[str, Any]], readme_dir: Path, out_dir: Path
     blocks: list[Block] = [headline_table(experiment_headlines(records), readme_dir)]
     figure = plot_rules_side_by_side(records, out_dir / "rules_side_by_side.png")
     if figure is not None:
-        blocks.append(Image(figure, "every rule beside backprop: step-time ratio and test accuracy"))
+        blocks += [Image(figure, "every rule beside backprop: step-time ratio and test accuracy"),
+                   Paragraph(rules_side_by_side_caption(rule_overview(records)))]
     report = relative_link(out_dir / "report.md", readme_dir)
     blocks.append(Paragraph(f"Every table behind these rows, each row with its commit and device: [{report}]({report}) "
                             "(`creditlab report results`) and the paper pages of the documentation."))

@@ -5,7 +5,8 @@ step time as a ratio to BP beside the anchors', other timing records, and one ta
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from creditlab.papers import PaperValue, paper_accuracy, paper_step_time_ratio
@@ -84,6 +85,86 @@ def paper_cell_text(shown: float, number: PaperValue, footnotes: Footnotes) -> s
     return f"{shown:.2f} [{footnotes.ref(number)}]{status}"
 
 
+#: a measured quantity worth a rule page's cell (accuracy, error, loss, time, ratio, angle, divergence)
+METRIC_KEY = re.compile(r"accuracy|error|loss|dkl|ratio|median_ms|samples_per_s|angle|_pct", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RuleMention:
+    """A part of a record that measures one rule: the record, the rule, what the part is called in the
+    record (``label``: the run, or the contender's key in ``final``) and its measured values."""
+
+    record: dict[str, Any]
+    rule: str
+    label: str
+    values: dict[str, Any]
+
+
+def _name_rules(name: str, rules: Collection[str]) -> list[str]:
+    """Rules named by the segments of a record name after the experiment (``gaitprop-mnist/tp``,
+    ``gevb-mnist/vnn-fc:gevb+``, ``sal-deep/cifar10/kp``, ``ncg-fmnist/s2stdp+ncg``)."""
+    found = []
+    for segment in name.split("/")[1:]:
+        for word in re.split(r"[:+ ]", segment):
+            if word in rules and word not in found:
+                found.append(word)
+    return found
+
+
+def rule_mentions(record: dict[str, Any], rules: Collection[str]) -> list[RuleMention]:
+    """Every part of ``record`` that measures one of ``rules``, found where records of any kind say it:
+    the rule of a train record; a config's or final's ``rule`` (or ``label``); the record name's segments;
+    ``final`` keys that are rules, start with one (``FA λ=0.1``) or are ``config.variants`` naming one, each
+    a contender's metrics; lists of
+    runs in ``final`` that carry a ``rule`` (summarised per rule: runs and the mean of each metric)."""
+    config, final = record.get("config") or {}, record.get("final") or {}
+    name = str(record.get("name", ""))
+    if record.get("kind") == "train":
+        rule = train_identity(record)[0]
+        return [RuleMention(record, rule, name, final)] if rule in rules else []
+    mentions: list[RuleMention] = []
+    variants = config.get("variants") if isinstance(config.get("variants"), dict) else {}
+    for key, value in final.items():
+        variant, first_word = variants.get(key), str(key).split(" ", 1)[0].lower()
+        rule = key if key in rules else (variant[0] if isinstance(variant, list | tuple) and variant
+                                         else first_word if " " in str(key) and first_word in rules else None)
+        if isinstance(value, dict) and rule in rules:
+            mentions.append(RuleMention(record, str(rule), f"{name}: {key}", value))
+    for key, value in final.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) and v.get("rule") in rules for v in value):
+            for rule in dict.fromkeys(v["rule"] for v in value):
+                runs = [v for v in value if v["rule"] == rule]
+                means = {k: sum(float(v[k]) for v in runs) / len(runs) for k in runs[0]
+                         if all(isinstance(v.get(k), int | float) and not isinstance(v.get(k), bool) for v in runs)
+                         and METRIC_KEY.search(k)}
+                mentions.append(RuleMention(record, rule, f"{name}: {key} of {rule}",
+                                            {"runs": len(runs), **{f"mean {k}": m for k, m in means.items()}}))
+    if mentions:
+        return mentions
+    named = [str(r) for r in (config.get("rule"), final.get("rule"), final.get("label")) if r in rules]
+    named += [r for r in _name_rules(name, rules) if r not in named]
+    return [RuleMention(record, named[0], name, final)] if named else []
+
+
+def mention_metrics(values: dict[str, Any], limit: int = 4) -> str:
+    """A few measured numbers of a mention, ``key value`` joined by ``; ``: its top-level ones, else its
+    nested ones (per-fold, per-seed and initial values left out)."""
+    flat = flatten_scalars(values, depth=2)
+    picked = [(k, v) for k, v in flat.items() if METRIC_KEY.search(k) and isinstance(v, int | float)
+              and not isinstance(v, bool) and "[" not in k and "initial" not in k]
+    top = [(k, v) for k, v in picked if "." not in k]
+    picked = top or picked  # nested numbers (per layer, quantiles) only where there is no top-level one
+    return "; ".join(f"{k} {fmt(v)}" for k, v in picked[:limit]) or "–"
+
+
+def differing_settings(records: Sequence[dict[str, Any]]) -> list[str]:
+    """For each record, its scalar config values that differ among ``records`` (``width=256``), or ``''``."""
+    flat = [flatten_scalars(r.get("config") or {}, depth=2) for r in records]
+    keys = [k for k in dict.fromkeys(k for f in flat for k in f)
+            if len({fmt(f.get(k)) for f in flat}) > 1 and not re.search(r"out|dir|path|device|commit", k)]
+    return [", ".join(f"{k}={fmt(f.get(k))}" for k in keys[:4]) for f in flat]
+
+
 # -- tables -------------------------------------------------------------------------------------------
 
 def accuracy_table(records: Sequence[dict[str, Any]]) -> Table | None:
@@ -128,7 +209,7 @@ def accuracy_table(records: Sequence[dict[str, Any]]) -> Table | None:
 def step_time_table(records: Sequence[dict[str, Any]]) -> Table | None:
     """Step time as a ratio to BP's on the same model and device: a row per (model, device), a column per
     rule (newest record per config), the anchors' ratio beside ours; BP's own ms/step in its column."""
-    perf = latest_by((r for r in records if _is_rule_timing(r)), config_identity)
+    perf = latest_by((r for r in records if is_rule_timing(r)), config_identity)
     if not perf:
         return None
     footnotes = Footnotes()
@@ -168,7 +249,7 @@ def step_time_table(records: Sequence[dict[str, Any]]) -> Table | None:
     return Table(["model", "device", *rules, "commit"], rows, notes)
 
 
-def _is_rule_timing(record: dict[str, Any]) -> bool:
+def is_rule_timing(record: dict[str, Any]) -> bool:
     """A ``perf`` record in the layout of ``bench/perf.py``: one rule, its step time (or why it has none)."""
     final = record.get("final") or {}
     return (record.get("kind") == "perf" and "rule" in (record.get("config") or {})
@@ -178,7 +259,7 @@ def _is_rule_timing(record: dict[str, Any]) -> bool:
 def other_timing_blocks(records: Sequence[dict[str, Any]]) -> list[Block]:
     """``perf`` records in other layouts (e.g. a benchmark script's record whose ``final`` maps each
     contender to its metrics): one table per benchmark (name before ``/``), a row per contender."""
-    others = latest_by((r for r in records if r.get("kind") == "perf" and not _is_rule_timing(r)),
+    others = latest_by((r for r in records if r.get("kind") == "perf" and not is_rule_timing(r)),
                        lambda r: (r.get("name"), r.get("config_key")))
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in others:
@@ -329,6 +410,7 @@ def reproduce_blocks(records: Sequence[dict[str, Any]], compact: bool = False,
 
 
 
-__all__ = ["MAX_WIDE_COLUMNS", "PAPER_KEY", "Footnotes", "Summaries", "accuracy_table", "config_identity",
-           "flatten_scalars", "latest_by", "model_label", "other_timing_blocks", "provenance",
-           "reproduce_blocks", "step_time_table", "train_identity"]
+__all__ = ["MAX_WIDE_COLUMNS", "METRIC_KEY", "PAPER_KEY", "Footnotes", "RuleMention", "Summaries",
+           "accuracy_table", "config_identity", "differing_settings", "flatten_scalars", "is_rule_timing", "latest_by",
+           "mention_metrics", "model_label", "other_timing_blocks", "provenance", "reproduce_blocks",
+           "rule_mentions", "step_time_table", "train_identity"]
