@@ -17,9 +17,10 @@ from creditlab.cli import app
 from creditlab.data import load_dataset
 from creditlab.models import MODELS
 
-#: model options that only shrink a model's one-off preparation for a one-step run (the STDP-CSNN
-#: extractor is otherwise fitted on 10,000 images before the first step)
-SMALL = {"stdp-csnn": {"extractor_train": 16}}
+#: options that only shrink a one-off preparation for a one-step run: the STDP-CSNN extractor is otherwise
+#: fitted on 10,000 images, and SAL's spiking phase runs 5 x 100 steps of 32 chains, before the first step
+SMALL_MODEL = {"stdp-csnn": {"extractor_train": 16}}
+SMALL_RULE = {"sal": {"iterations": 1, "steps": 20, "chains": 2}}
 
 PAIRS = [(rule, model) for rule, row in build_table().items() for model in row["models"]]
 
@@ -33,7 +34,8 @@ def _cached_load(*args, **kwargs):
 def test_listed_pair_trains_one_step_from_the_cli(rule, model, tmp_path, monkeypatch, data_root):
     monkeypatch.setattr("creditlab.train.load_dataset", _cached_load)  # the same data, read once per session
     dataset = MODELS.get(model).default_dataset
-    options = [arg for key, value in SMALL.get(model, {}).items() for arg in ("--model-opt", f"{key}={value}")]
+    options = [arg for key, value in SMALL_MODEL.get(model, {}).items() for arg in ("--model-opt", f"{key}={value}")]
+    options += [arg for key, value in SMALL_RULE.get(rule, {}).items() for arg in ("--rule-opt", f"{key}={value}")]
     result = CliRunner().invoke(app, ["train", "--rule", rule, "--model", model, "--data", dataset, "--epochs", "1",
                                       "--train-limit", "8", "--test-limit", "8", "--batch-size", "8", "--quiet",
                                       "--json", "--out", str(tmp_path), *options])
