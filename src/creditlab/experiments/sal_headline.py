@@ -58,10 +58,14 @@ def sal_headline(records: list[dict[str, Any]]) -> list[Headline]:
         if "sal" not in runs or "fa" not in runs:
             continue
         config = runs["sal"]["config"]
+        sal = config.get("sal") or {}
+        lr = f"{sal['sal_lr']:g}" if "sal_lr" in sal else "?"
+        named = {"sal": f"sal (sal_lr {lr})"}
         rows.append(Headline(
             PAPER, f"deep conv net, {dataset}: test acc. (%) and FC feedback angles (°) with SAL between FA and BP",
-            ", ".join(f"{rule} {100 * runs[rule]['final']['test_accuracy']:.2f}" for rule in shown)
+            ", ".join(f"{named.get(rule, rule)} {100 * runs[rule]['final']['test_accuracy']:.2f}" for rule in shown)
             + f"; angles SAL {_fc_angles(runs['sal'])}, FA {_fc_angles(runs['fa'])}", UNAVAILABLE, "not available",
             f"{config.get('epochs')} epochs × {config.get('train_limit') or 'all'} images, seed "
-            f"{runs['sal']['final'].get('seed')}", PAGE))
+            f"{runs['sal']['final'].get('seed')}; SAL phases of {sal.get('iterations', '?')} × {sal.get('steps', '?')} "
+            f"steps at sal_lr {lr} (authors: 5 × 2000 at 0.04)", PAGE))
     return rows
