@@ -20,10 +20,11 @@ taps; all-pairs pairing)::
     B[i, j] <- B[i, j] + sal_lr * mean_chains(SAL_ij) / (2 t_ref)       (authors' SALNet normalization)
 
 A diverging update (``sal_lr`` too large: each update overshoots W and B's distance from W grows
-from phase to phase; measured from sal_lr ~ 3.3 on a 100-40-10 chain) stops training with a
-:class:`~creditlab.errors.FeedbackDivergenceError` as soon as, after an update, some layer has
-``||B - W||_F > divergence_limit * ||W||_F`` (default 4: FA's random start is ~1.4, SAL's stable
-noise floor stays below 3 for every sal_lr up to 3 on that chain) or a non-finite B.
+from update to update; on a 100-40-10 chain slowly at sal_lr 3, fast from 3.3: ``creditlab reproduce
+sal-feedback-lr``) stops training with a :class:`~creditlab.errors.FeedbackDivergenceError` as soon
+as, after an update, some layer has ``||B - W||_F > divergence_limit * ||W||_F`` (default 4: FA's
+random start is ~1.4 and SAL's noise floor on that chain stays below 1.5 for sal_lr <= 2) or a
+non-finite B.
 
 Causal pairs for ``B[i, j]`` (i before j) are what ``B`` itself causes, anti-causal ones (j before i)
 what ``W[i, j]`` causes, so in expectation ``B`` moves toward ``W``. The forward weights are not
