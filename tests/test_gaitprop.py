@@ -304,3 +304,23 @@ def test_quick_cifar10_reproduction_saves_the_angle_figure(tmp_path, data_root):
     assert [r["final"]["label"] for r in records] == ["bp", "fa", "gaitprop-vanilla", "gaitprop-adaptive"]
     assert all(r["final"]["paper_status"] == "not available" and r["final"]["angles_deg_initial"] for r in records)
     assert (tmp_path / "gaitprop_cifar10_angles.png").is_file()
+
+
+@pytest.mark.parametrize(("rows", "cols", "block_rows"), [(7, 7, 3), (5, 9, 2), (600, 600, 256), (784, 784, 256)])
+def test_symmetric_gram_equals_the_full_product(rows, cols, block_rows):
+    from creditlab.models.invertible import symmetric_gram
+
+    weight = torch.randn(rows, cols, dtype=torch.float64, generator=torch.Generator().manual_seed(rows))
+    reference = torch.einsum("ik,jk->ij", weight, weight)  # every entry summed independently
+    assert torch.allclose(symmetric_gram(weight, block_rows), reference, rtol=1e-12, atol=1e-10)
+    single = weight.float()
+    assert torch.allclose(symmetric_gram(single, block_rows), single @ single.T, rtol=1e-5, atol=1e-3)
+
+
+def test_the_blocked_orthogonality_gradient_matches_autograd_at_the_papers_width():
+    weight = torch.linalg.qr(torch.randn(784, 784, dtype=torch.float64))[0] + 0.01 * torch.randn(784, 784,
+                                                                                                  dtype=torch.float64)
+    weight.requires_grad_(True)
+    (autograd,) = torch.autograd.grad(orthogonality_penalty(weight, "off-diagonal"), weight)
+    assert torch.allclose(orthogonality_penalty_gradient(weight.detach(), "off-diagonal"), autograd,
+                          rtol=1e-10, atol=1e-10)

@@ -85,14 +85,14 @@ def _brute_force_pairs(pre: torch.Tensor, post: torch.Tensor, window, pairing: s
                 if pairing == "nearest":
                     earlier = earlier[-1:]
                 else:
-                    earlier = [s for s in earlier if t - s <= window.support]
+                    earlier = [s for s in earlier if t - s < window.support]
                 total += causal * sum(float(window(torch.tensor(float(t - s)))) for s in earlier)
             for t in pre_times:  # anti-causal lobe: each pre spike with earlier post spikes
                 earlier = [s for s in post_times if s < t]
                 if pairing == "nearest":
                     earlier = earlier[-1:]
                 else:
-                    earlier = [s for s in earlier if t - s <= window.support]
+                    earlier = [s for s in earlier if t - s < window.support]
                 total += anticausal * sum(float(window(torch.tensor(float(t - s)))) for s in earlier)
             same = len(set(pre_times) & set(post_times))
             total += 0.5 * (causal + anticausal) * k0 * same
@@ -213,3 +213,26 @@ def test_bad_settings_are_refused_with_what_is_valid() -> None:
         sal_update(pairs)
     with pytest.raises(ValueError, match="must be the same"):
         pairs.observe(torch.zeros(1, 1, 2, dtype=torch.bool), torch.zeros(1, 1, 3, dtype=torch.bool))
+
+
+def test_the_exponential_all_pairs_kernel_pairs_lags_0_to_19_as_the_authors_2_t_ref_taps() -> None:
+    # SALNet's kernel exp(-s / t_ref) has 2 t_ref taps, s = 0 .. 19 for t_ref 10: a pre spike at step 0
+    # pairs with a post spike 19 steps later (weight e^-1.9) and not with one 20 steps later
+    window = ExponentialWindow(10, buffer=2.0)
+    for lag, expected in ((19, math.exp(-1.9)), (20, 0.0)):
+        pairs = PairSTDP(window, "all")
+        for t in range(lag + 1):
+            pre = torch.tensor([[[t == 0]]])
+            post = torch.tensor([[[t == lag]]])
+            pairs.observe(pre, post)
+        assert float(pairs.update(1.0, 0.0)[0, 0, 0]) == pytest.approx(expected, abs=1e-6), lag
+
+
+@pytest.mark.parametrize(("refractory", "interval"), [(None, 10), (11, 11)])
+def test_a_saturated_neuron_spikes_every_refractory_steps(refractory, interval) -> None:
+    # p(spike) = sigma(u - ln t_ref) ~ 1 at u = 60: a free neuron always fires, so the interspike
+    # interval is the refractory period: t_ref by default, t_ref + 1 as in the SAL authors' SALNet
+    neurons = StochasticNeurons((1, 1, 1), 10, refractory=refractory)
+    noise = RunNoise([0], (1, 1))
+    times = [t for t in range(60) if neurons.step(torch.full((1, 1, 1), 60.0), noise.next()).item()]
+    assert times == list(range(0, 60, interval))

@@ -87,3 +87,39 @@ def test_sal_deep_quick_writes_accuracy_and_angles(tmp_path, data_root) -> None:
                                                     "classifier.6"}
     assert lines[0]["final"]["final_feedback_angle_deg"] == {}  # backprop has no separate feedback
     assert 0.0 <= sal["test_accuracy"] <= 1.0
+
+
+def _chain_100_40_10() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(100, 40), nn.ReLU(), nn.Linear(40, 10))
+
+
+def test_a_diverging_sal_update_stops_with_a_named_error_on_the_100_40_10_chain() -> None:
+    from creditlab.errors import DivergenceError, FeedbackDivergenceError
+
+    # measured: sal_lr 1 settles at ||B - W|| / ||W|| ~ 0.8 / 0.5; from ~3.3 every update overshoots
+    # W and the distance grows (4.7 after two updates at sal_lr 4)
+    stable = build_rule("sal", _chain_100_40_10(), seed=0, sal_lr=1.0, iterations=3)
+    stable.symmetrize()
+    assert all(error < 1.2 for error in stable.last_feedback_error), stable.last_feedback_error
+    diverging = build_rule("sal", _chain_100_40_10(), seed=0, sal_lr=4.0, iterations=3)
+    with pytest.raises(FeedbackDivergenceError, match=r"diverged: .*sal_lr 4.*smaller sal_lr") as caught:
+        diverging.symmetrize()
+    assert isinstance(caught.value, DivergenceError)  # the CLI's exit 3, like the trainer's divergence
+    with pytest.raises(ValueError, match="divergence_limit must be a finite number > 0"):
+        build_rule("sal", _mlp(), divergence_limit=0.0)
+
+
+def test_the_spiking_phase_reads_the_fc_biases_anew_each_phase() -> None:
+    model = _mlp()
+    with torch.no_grad():
+        model[0].bias.fill_(-60.0)  # silent hidden layer: no pairs on either feedback matrix
+    rule = build_rule("sal", model, seed=1, sal_lr=0.5, iterations=1, steps=300, chains=4)
+    before = [layer.feedback_weight.clone() for _, layer in feedback_layers(rule.model)]
+    rule.symmetrize()
+    assert all(torch.equal(layer.feedback_weight, b)
+               for (_, layer), b in zip(feedback_layers(rule.model), before, strict=True))
+    rule.model[0].bias.data.zero_()  # the network's bias changed (build_rule trains a copy): the next phase sees it
+    rule.symmetrize()
+    assert all(not torch.equal(layer.feedback_weight, b)
+               for (_, layer), b in zip(feedback_layers(rule.model), before, strict=True))

@@ -30,5 +30,9 @@ class DivergenceError(CreditlabError):
     """Training produced a non-finite loss or parameter."""
 
 
+class FeedbackDivergenceError(DivergenceError):
+    """A learned feedback update diverged (e.g. SAL's phase moved B ever farther from W)."""
+
+
 class OptionError(CreditlabError, ValueError):
     """A setting outside what a method or experiment allows; the message names the valid values."""

@@ -239,16 +239,20 @@ def summary_tables(records: list[dict[str, Any]]) -> list[Table]:
             paper = f"{_percent(final['paper_test_accuracy'])} ({paper})"
         rows.append([label, _percent(accuracy), _percent(final.get("test_accuracy_peak")), budget,
                      _percent(bp_accuracy), gap, paper, _layer_angles(final.get("angles_deg_initial") or {}),
-                     _layer_angles(final.get("angles_deg_final") or {})])
+                     _layer_angles(final.get("angles_deg_final") or {}), f"{record.get('wall_time_s', 0):.0f}"])
     columns = ["rule", "test acc. (%)", "peak test acc. (%)", "budget (epochs run/full × train images)",
                "BP same net (%)", "Δ vs BP (pp)", "paper", "angle to BP, init (°, layer 1 … L)",
-               "angle to BP, final (°)"]
+               "angle to BP, final (°)", "wall time (s)"]
+    devices = sorted({str(r.get("device", "?")) for r in newest.values()})
+    total = sum(float(r.get("wall_time_s") or 0) for r in newest.values())
     notes = ["Test accuracy: at the last epoch, or, for a rule with early stopping (TP), at its best validation "
              "epoch (the trainer restores it). Peak test accuracy is the maximum over epochs (optimistic: read "
              "on the test set). BP is trained on the same invertible network, images and budget.",
              "Angles: each weight layer's update without the orthogonality regularizer vs autograd's gradient "
              "of the same loss, on the first 256 training images; `final` is after the last epoch.",
-             "Paper: neither paper's test accuracies could be read (creditlab.papers.gaitprop): not available."]
+             "Paper: neither paper's test accuracies could be read (creditlab.papers.gaitprop): not available.",
+             f"Wall time: each rule's run (training and evaluation, from its record); all {len(rows)} rules "
+             f"{total:.0f} s on {', '.join(devices)}."]
     return [Table(columns, rows, notes)]
 
 

@@ -8,9 +8,9 @@ everywhere; ``kp``: feedback learned by Kolen-Pollack. Recorded per epoch: test 
 between each layer's W and B (degrees; none for BP, whose feedback is W).
 
 Protocols: ``cpu`` (default) a stated reduced budget: Fashion-MNIST only, the first 10,000 training
-and 2,000 test images, 3 epochs, SAL phases of 2 x 2,000 steps with sal_lr 1.0 (authors: 5 x 2,000,
-0.04; the phase is the costly part on a CPU); ``paper``: the authors' 100 epochs on the full
-Fashion-MNIST and CIFAR-10 with their SAL settings (a GPU job).
+and 2,000 test images, 3 epochs, with the authors' SAL phases (5 x 2,000 steps, sal_lr 0.04, 32
+chains; ``--opt sal_lr=... --opt sal_iterations=...`` records another setting as ``sal@lr...x...``);
+``paper``: the authors' 100 epochs on the full Fashion-MNIST and CIFAR-10 (a GPU job).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from creditlab.rules.sal import feedback_angles
 
 RULES = ("bp", "fa", "kp", "sal")
 PAPER_SAL = {"sal_lr": 0.04, "iterations": 5, "steps": 2000, "chains": 32}
-CPU_SAL = {"sal_lr": 1.0, "iterations": 2, "steps": 2000, "chains": 32}
+CPU_SAL = dict(PAPER_SAL)  # the authors' phases; only the epochs and images are reduced
 QUICK_SAL = {"sal_lr": 1.0, "iterations": 1, "steps": 50, "chains": 2}
 SETTINGS = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 128, "normalization": "standard"}
 
@@ -60,22 +60,34 @@ class FeedbackAngles(TrainerHook):
 LAYERS = ("features.0", "features.4", "classifier.0", "classifier.3", "classifier.6")
 
 
+def sal_setting(config: dict[str, Any]) -> str:
+    """A SAL record's phase setting as 'sal_lr 0.04, 5 x 2000 steps' ('' for the other rules)."""
+    sal = config.get("sal") or {}
+    return f"sal_lr {sal['sal_lr']:g}, {sal['iterations']} x {sal['steps']} steps" if sal else ""
+
+
 def summary(records: list[dict[str, Any]]) -> list[Table]:
-    """Test accuracy and final angle(W, B) per layer, per (dataset, rule)."""
-    latest: dict[str, dict[str, Any]] = {}
-    for record in records:
+    """Test accuracy and final angle(W, B) per layer, per (dataset, rule, SAL setting)."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: str(r.get("timestamp", ""))):
         if record["name"].startswith("sal-deep/"):
-            latest[record["name"]] = record
+            latest[(record["name"], sal_setting(record["config"]))] = record
     rows = []
     for r in latest.values():
         f, c = r["final"], r["config"]
         angles = f["final_feedback_angle_deg"]
-        rows.append([f["dataset"], f["rule"], f"{f['test_accuracy']:.4f}",
+        error = r["epochs"][-1].get("sal_feedback_error") if r.get("epochs") else None
+        rows.append([f["dataset"], f["rule"], sal_setting(c) or "-", f"{f['test_accuracy']:.4f}",
                      *[f"{angles[k]:.1f}" if k in angles else "-" for k in LAYERS],
+                     "/".join(f"{e:.2f}" for e in error) if error else "-",
                      f"{c['protocol']}: {c['epochs']} epochs, {c.get('train_limit') or 'all'} images, "
-                     f"seed {f['seed']}"])
-    return [Table(["dataset", "rule", "test acc", *[f"angle {k}" for k in LAYERS], "budget"], rows,
+                     f"seed {f['seed']}, commit {r.get('commit', '?')}"])
+    return [Table(["dataset", "rule", "SAL phase", "test acc", *[f"angle {k}" for k in LAYERS],
+                   "‖B − W‖/‖W‖ fc1/fc2/fc3", "budget"], rows,
                   notes=["angle(W, B) in degrees at the end of the last epoch; '-' for backprop (B = W).",
+                         "SAL phase: sal_lr and updates x steps per phase before every epoch (the authors': "
+                         "sal_lr 0.04, 5 x 2000); ‖B − W‖/‖W‖ after the last phase (recorded since the "
+                         "divergence check).",
                          "Paper values: not available (no logs published)."],
                   title="sal-deep: accuracy and feedback angles")]
 

@@ -19,6 +19,17 @@ def _fc_angles(record: dict[str, Any]) -> str:
     return "/".join(f"{angles[k]:.0f}" for k in angles if k.startswith("classifier"))
 
 
+def _phase_version(record: dict[str, Any]) -> str:
+    """'' for a record of the phase as the authors' code runs it; a remark for an older one.
+
+    Records since the phase copies the FC biases, uses the authors' refractory period and window lags
+    (and checks divergence) carry ``sal_feedback_error`` in every epoch; older ones do not."""
+    epochs = record.get("epochs") or []
+    if epochs and all("sal_feedback_error" in e for e in epochs):
+        return ""
+    return "; an older phase (biases 0, refractory t_ref, lags 1–20)"
+
+
 @register_headline("sal", order=70)
 def sal_headline(records: list[dict[str, Any]]) -> list[Headline]:
     """Final D_KL under the strongest noise with and without SAL beside the noiseless baseline; the
@@ -58,10 +69,14 @@ def sal_headline(records: list[dict[str, Any]]) -> list[Headline]:
         if "sal" not in runs or "fa" not in runs:
             continue
         config = runs["sal"]["config"]
+        sal = config.get("sal") or {}
+        lr = f"{sal['sal_lr']:g}" if "sal_lr" in sal else "?"
+        named = {"sal": f"sal (sal_lr {lr})"}
         rows.append(Headline(
             PAPER, f"deep conv net, {dataset}: test acc. (%) and FC feedback angles (°) with SAL between FA and BP",
-            ", ".join(f"{rule} {100 * runs[rule]['final']['test_accuracy']:.2f}" for rule in shown)
+            ", ".join(f"{named.get(rule, rule)} {100 * runs[rule]['final']['test_accuracy']:.2f}" for rule in shown)
             + f"; angles SAL {_fc_angles(runs['sal'])}, FA {_fc_angles(runs['fa'])}", UNAVAILABLE, "not available",
             f"{config.get('epochs')} epochs × {config.get('train_limit') or 'all'} images, seed "
-            f"{runs['sal']['final'].get('seed')}", PAGE))
+            f"{runs['sal']['final'].get('seed')}; SAL phases of {sal.get('iterations', '?')} × {sal.get('steps', '?')} "
+            f"steps at sal_lr {lr} (authors: 5 × 2000 at 0.04)" + _phase_version(runs["sal"]), PAGE))
     return rows

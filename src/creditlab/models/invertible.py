@@ -84,12 +84,36 @@ def leaky_relu_derivative(a: torch.Tensor, slope: float = SLOPE) -> torch.Tensor
     return torch.where(a > 0, torch.ones_like(a), torch.full_like(a, slope))
 
 
+#: rows per block of :func:`symmetric_gram` (measured: no gain below ~256 rows on a CPU core)
+GRAM_BLOCK_ROWS = 256
+
+
+def symmetric_gram(weight: torch.Tensor, block_rows: int = GRAM_BLOCK_ROWS) -> torch.Tensor:
+    """G = W W^T (N, N) computing only its upper block triangle, then mirroring it (a blocked syrk).
+
+    With k = ceil(N / block_rows) row blocks W_i, the products W_i W_j^T for i <= j cost (k + 1) / 2k of
+    the full 2 N^2 M flops (5/8 at k = 4: N = 784); torch has no symmetric rank-k product. N <=
+    block_rows: the plain product.
+    """
+    rows = weight.shape[0]
+    blocks = math.ceil(rows / block_rows)
+    if blocks <= 1:
+        return weight @ weight.T
+    edges = [rows * i // blocks for i in range(blocks + 1)]
+    gram = torch.empty(rows, rows, dtype=weight.dtype, device=weight.device)
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        strip = weight[start:stop] @ weight[start:].T  # block row i: columns from the diagonal block on
+        gram[start:stop, start:] = strip
+        gram[stop:, start:stop] = strip[:, stop - start:].T  # the mirror below the diagonal block
+    return gram
+
+
 def orthogonality_penalty_gradient(weight: torch.Tensor, form: str) -> torch.Tensor:
     """dR/dW for lambda = 1 of the named orthogonality regularizer (see the module docstring).
 
-    weight: (N, M) with N <= M; the result has its shape and dtype.
+    weight: (N, M) with N <= M; the result has its shape and dtype. W W^T by :func:`symmetric_gram`.
     """
-    gram = weight @ weight.T
+    gram = symmetric_gram(weight)
     if form == "off-diagonal":
         gram.diagonal().zero_()
     elif form == "frobenius":
@@ -325,4 +349,4 @@ def build_invertible_mlp(input_shape: tuple[int, ...], num_classes: int, width: 
 
 __all__ = ["DTYPES", "INITS", "ORTHOGONALITY_FORMS", "SLOPE", "ForwardPass", "InvertibleMLP",
            "build_invertible_mlp", "haar_orthogonal", "is_invertible_mlp", "leaky_relu", "leaky_relu_derivative",
-           "leaky_relu_inverse", "orthogonality_penalty", "orthogonality_penalty_gradient"]
+           "leaky_relu_inverse", "orthogonality_penalty", "orthogonality_penalty_gradient", "symmetric_gram"]

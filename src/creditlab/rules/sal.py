@@ -5,13 +5,26 @@ A member of the feedback-alignment family (:mod:`creditlab.rules.fa`): every lay
 through a feedback matrix ``B`` (FA's fixed random draw to start with). Conv layers keep their fixed
 random ``B`` (FA); the ``nn.Linear`` layers' ``B`` are learned by SAL in :meth:`SpikeAlignment.symmetrize`:
 the chain of linear layers ``n_0 -> n_1 -> ... -> n_L`` is copied into a network of stochastic
-spiking neurons (:mod:`creditlab.spiking.stochastic`, t_ref = tau_syn = 10, biases 0) in which layer
-``l`` neurons receive ``W_l psp_{l-1}`` bottom-up and ``B_{l+1}^T psp_{l+1}`` top-down. It runs
+spiking neurons (:mod:`creditlab.spiking.stochastic`) in which layer ``l`` neurons receive
+``b_l + W_l psp_{l-1}`` bottom-up and ``B_{l+1}^T psp_{l+1}`` top-down. As in the authors' SALNet
+(``symmnet/sal_net.py``, ``scripts/symm_net/main_salnet.py``): escape rate sigma(u - ln t_ref),
+rectangular PSPs of tau_syn = t_ref = 10 steps, a neuron spikes again only ``t_ref + 1`` steps after
+a spike (their ``last_spike_counter > t_ref``); the FC layers' biases ``b_l`` are copied in before
+every phase (their ``load_common_state_dict`` each epoch), and the input layer, which has no FC
+bias, keeps one fixed draw U(-1/sqrt(n_0), 1/sqrt(n_0)) (their ``GLMInputLayer`` init). It runs
 spontaneously for ``iterations x steps`` steps with ``chains`` parallel chains; every ``steps`` steps
 each feedback synapse (pre: upper neuron i, post: lower neuron j, weight ``B[i, j]``) gets the SAL
-update summed over all pairs within 2 t_ref (exponential window, tau = t_ref; all-pairs pairing)::
+update summed over all pairs at lags 0 .. 2 t_ref - 1 (their kernel: exponential, tau = t_ref, 2 t_ref
+taps; all-pairs pairing)::
 
     B[i, j] <- B[i, j] + sal_lr * mean_chains(SAL_ij) / (2 t_ref)       (authors' SALNet normalization)
+
+A diverging update (``sal_lr`` too large: each update overshoots W and B's distance from W grows
+from update to update; on a 100-40-10 chain slowly at sal_lr 3, fast from 3.3: ``creditlab reproduce
+sal-feedback-lr``) stops training with a :class:`~creditlab.errors.FeedbackDivergenceError` as soon
+as, after an update, some layer has ``||B - W||_F > divergence_limit * ||W||_F`` (default 4: FA's
+random start is ~1.4 and SAL's noise floor on that chain stays below 1.5 for sal_lr <= 2) or a
+non-finite B.
 
 Causal pairs for ``B[i, j]`` (i before j) are what ``B`` itself causes, anti-causal ones (j before i)
 what ``W[i, j]`` causes, so in expectation ``B`` moves toward ``W``. The forward weights are not
@@ -41,10 +54,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from creditlab.analysis.alignment import angle_degrees
+from creditlab.errors import FeedbackDivergenceError
 from creditlab.rules import register_rule
 from creditlab.rules.base import DemoSetting, LossFn
 from creditlab.rules.fa import FeedbackAlignmentRule, FeedbackLinear, RandomFeedback, feedback_layers, register_scheme
-from creditlab.seeding import mix_seed
+from creditlab.seeding import mix_seed, seeded_generator
 from creditlab.spiking.sal import ExponentialWindow, PairSTDP, sal_update
 from creditlab.spiking.stochastic import RunNoise, StochasticNeurons
 
@@ -80,7 +94,8 @@ class SpikeAlignment(FeedbackAlignmentRule):
                        rule_options={"iterations": 1, "steps": 400, "chains": 16})
 
     def __init__(self, model: nn.Module, loss_fn: LossFn = F.cross_entropy, seed: int = 0, sal_lr: float = 0.04,
-                 iterations: int = 5, steps: int | None = None, chains: int = 32, t_ref: int = 10) -> None:
+                 iterations: int = 5, steps: int | None = None, chains: int = 32, t_ref: int = 10,
+                 divergence_limit: float = 4.0) -> None:
         """``steps`` None: the phase budget follows the run's epoch size (module docstring)."""
         for key, value in (("iterations", iterations), ("steps", steps), ("chains", chains), ("t_ref", t_ref)):
             if value is None and key == "steps":
@@ -89,12 +104,16 @@ class SpikeAlignment(FeedbackAlignmentRule):
                 raise ValueError(f"sal option {key} must be an integer >= 1, got {value!r}")
         if not (math.isfinite(sal_lr) and sal_lr >= 0):
             raise ValueError(f"sal option sal_lr must be a finite number >= 0, got {sal_lr}")
+        if not (math.isfinite(divergence_limit) and divergence_limit > 0):
+            raise ValueError(f"sal option divergence_limit must be a finite number > 0, got {divergence_limit}")
         super().__init__(model, loss_fn, seed)
         self.sal_lr, self.iterations, self.chains, self.t_ref = sal_lr, iterations, chains, t_ref
         self.steps_given = steps
         self.steps = PAPER_PHASE_STEPS if steps is None else steps  # set from the epoch size in on_fit_start
+        self.divergence_limit = divergence_limit
         self.phases = 0
         self.last_phase_s = 0.0
+        self.last_feedback_error: list[float] = []
         self.linear = [layer for _, layer in feedback_layers(self.model) if isinstance(layer, FeedbackLinear)]
         sizes = [(layer.in_features, layer.out_features) for layer in self.linear]
         if not self.linear or any(a[1] != b[0] for a, b in zip(sizes, sizes[1:], strict=False)):
@@ -102,6 +121,9 @@ class SpikeAlignment(FeedbackAlignmentRule):
             raise IncompatibleModelError(
                 f"rule 'sal' needs the model's nn.Linear layers to form a chain (each one's outputs the next "
                 f"one's inputs) for its spiking phase; got linear layers {sizes or 'none'}")
+        n_input = self.linear[0].in_features
+        self.input_bias = torch.empty(n_input).uniform_(-n_input ** -0.5, n_input ** -0.5,
+                                                        generator=seeded_generator(seed, "sal-input-bias"))
 
     def get_extra_state(self) -> dict[str, int]:  # noqa: D102
         return {"phases": self.phases}
@@ -119,8 +141,32 @@ class SpikeAlignment(FeedbackAlignmentRule):
         self.symmetrize()
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
-        """The epoch's record gets the duration and spiking steps of the phase that preceded it."""
-        return {"sal_phase_s": self.last_phase_s, "sal_phase_steps": self.iterations * self.steps}
+        """The epoch's record gets the duration and spiking steps of the phase that preceded it and
+        ||B - W|| / ||W|| after it."""
+        return {"sal_phase_s": self.last_phase_s, "sal_phase_steps": self.iterations * self.steps,
+                "sal_feedback_error": self.last_feedback_error}
+
+    def spiking_biases(self) -> list[torch.Tensor]:
+        """Biases of the spiking layers n_0 .. n_L: the input draw, then each FC layer's bias (0 if none)."""
+        device = self.linear[0].weight.device
+        return [self.input_bias.to(device)] + [
+            layer.bias.detach().float() if layer.bias is not None
+            else torch.zeros(layer.out_features, device=device) for layer in self.linear]
+
+    def check_feedback(self, iteration: int) -> list[float]:
+        """||B - W||_F / ||W||_F per linear layer; FeedbackDivergenceError past ``divergence_limit``."""
+        errors = []
+        for index, layer in enumerate(self.linear):
+            weight, feedback = layer.weight.detach().float(), layer.feedback_weight.float()
+            error = float((feedback - weight).norm() / weight.norm().clamp_min(1e-12))
+            if not math.isfinite(error) or error > self.divergence_limit:
+                raise FeedbackDivergenceError(
+                    f"SAL's feedback update diverged: linear layer {index + 1} of {len(self.linear)} has "
+                    f"||B - W|| / ||W|| = {error:.3g} > divergence_limit {self.divergence_limit:g} after update "
+                    f"{iteration + 1} of phase {self.phases + 1} (sal_lr {self.sal_lr:g}). Each update overshoots "
+                    f"W; use a smaller sal_lr (the authors': 0.04).")
+            errors.append(round(error, 4))
+        return errors
 
     @torch.no_grad()
     def symmetrize(self) -> dict[str, float]:
@@ -130,20 +176,22 @@ class SpikeAlignment(FeedbackAlignmentRule):
         started = time.perf_counter()
         device = self.linear[0].weight.device
         sizes = [self.linear[0].in_features] + [layer.out_features for layer in self.linear]
-        neurons = [StochasticNeurons((1, self.chains, n), self.t_ref, device=device) for n in sizes]
+        neurons = [StochasticNeurons((1, self.chains, n), self.t_ref, tau_syn=self.t_ref, device=device,
+                                     refractory=self.t_ref + 1) for n in sizes]
+        biases = self.spiking_biases()
         noise = [RunNoise([mix_seed(self.seed, "sal-phase", self.phases, k)], (self.chains, n), device=device)
                  for k, n in enumerate(sizes)]
         window = ExponentialWindow(self.t_ref, buffer=2.0)
         pairs = [PairSTDP(window, "all") for _ in self.linear]  # pre: upper layer, post: lower layer
         weights = [layer.weight.detach().float() for layer in self.linear]
-        for _ in range(self.iterations):
+        for iteration in range(self.iterations):
             for acc in pairs:
                 acc.reset()
             for _ in range(self.steps):
                 psps = [pop.psp()[0] for pop in neurons]  # (chains, n)
                 spikes = []
                 for k, pop in enumerate(neurons):
-                    potential = torch.zeros_like(psps[k])
+                    potential = biases[k].expand_as(psps[k]).clone()
                     if k > 0:
                         potential += psps[k - 1] @ weights[k - 1].T
                     if k < len(self.linear):
@@ -154,6 +202,7 @@ class SpikeAlignment(FeedbackAlignmentRule):
             for layer, acc in zip(self.linear, pairs, strict=True):
                 update = sal_update(acc)[0].T / (self.chains * window.support)  # (out, in) like B
                 layer.feedback_weight.add_(update.to(layer.feedback_weight.dtype), alpha=self.sal_lr)
+            self.last_feedback_error = self.check_feedback(iteration)
         self.phases += 1
         self.last_phase_s = round(time.perf_counter() - started, 3)
         return {"sal_phase_s": self.last_phase_s}

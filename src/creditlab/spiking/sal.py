@@ -30,9 +30,10 @@ Pairing (``pairing``):
 
 - ``"nearest"``: each spike pairs with the partner neuron's most recent earlier spike (symmetric
   nearest-neighbour; the authors' ``num_last_spikes = 1`` / ``n_last_spks = 1``);
-- ``"all"``: each spike pairs with every earlier partner spike within ``support`` steps (the
-  window's length for the triangle; ``buffer * tau`` for the exponential, the authors' SALNet uses
-  a buffer of 2 t_ref).
+- ``"all"``: each spike pairs with every earlier partner spike at a lag below ``support`` steps
+  (lags 0 .. support - 1: the window's length for the triangle, whose weight is 0 from lag tau on;
+  ``buffer * tau`` taps for the exponential, as the authors' SALNet kernel ``exp(-s / t_ref)`` for
+  s = 0 .. 2 t_ref - 1, a buffer of 2 t_ref: lags 0-19 for t_ref 10).
 
 Shapes: spikes are ``(runs, chains, neurons)``; the accumulated ``total`` is ``(runs, post, pre)``
 (summed over chains).
@@ -64,13 +65,13 @@ class TriangularWindow:
 
     @property
     def support(self) -> int:
-        """Lags with a non-zero weight are < support."""
+        """All-pairs pairing counts lags < support (the triangle's weight is 0 from lag tau on)."""
         return self.tau
 
 
 @dataclass(frozen=True)
 class ExponentialWindow:
-    """k(s) = exp(-s / tau) for lags s >= 0; all-pairs pairing truncates it at ``buffer * tau`` steps."""
+    """k(s) = exp(-s / tau) for lags s >= 0; all-pairs pairing keeps its first ``buffer * tau`` taps."""
 
     tau: int
     buffer: float = 2.0
@@ -85,7 +86,7 @@ class ExponentialWindow:
 
     @property
     def support(self) -> int:
-        """Truncation of the all-pairs buffer (steps)."""
+        """Taps of the all-pairs kernel: lags 0 .. support - 1 are paired (the authors' 2 t_ref taps)."""
         return max(1, math.ceil(self.buffer * self.tau))
 
 
@@ -141,12 +142,14 @@ class PairSTDP:
         if self.pairing == "nearest":  # lag since the last spike, as seen at the next step (inf: none yet)
             self._pre_history = torch.full(pre.shape, math.inf, device=pre.device)
             self._post_history = None if self.recurrent else torch.full(post.shape, math.inf, device=post.device)
-        else:  # ring buffers of the last `support` steps, newest at index 0
+        else:  # ring buffers of the earlier steps at lags 1 .. support - 1, newest at index 0
             support = self.window.support
-            self._pre_history = torch.zeros((support, *pre.shape), device=pre.device)
-            self._post_history = None if self.recurrent else torch.zeros((support, *post.shape),
+            depth = max(1, support - 1)  # one (zero-weighted) slot when only lag 0 pairs
+            self._pre_history = torch.zeros((depth, *pre.shape), device=pre.device)
+            self._post_history = None if self.recurrent else torch.zeros((depth, *post.shape),
                                                                          device=post.device)
-            self._weights = self.window(torch.arange(1, support + 1, dtype=torch.float32, device=pre.device))
+            lags = torch.arange(1, depth + 1, dtype=torch.float32, device=pre.device)
+            self._weights = self.window(lags) * (lags < support)
 
     def _trace(self, history: torch.Tensor) -> torch.Tensor:
         """Window summed over the earlier spikes each neuron pairs with: shape (runs, chains, n)."""

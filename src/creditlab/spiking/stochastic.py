@@ -90,12 +90,17 @@ class StochasticNeurons:
 
     Use: each step compute the potential from :meth:`psp` (the spikes of earlier steps), then call
     :meth:`step` with it and one step of uniforms; it returns this step's spikes (bool).
+    ``refractory`` (default ``t_ref``) is the shortest interspike interval in steps; the escape rate
+    keeps ``ln t_ref`` and the state ``z`` is 1 for ``refractory`` steps from a spike.
     """
 
     def __init__(self, shape: tuple[int, int, int], t_ref: int, tau_syn: int | None = None,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", refractory: int | None = None) -> None:
         self.t_ref = check_time_constant("t_ref", t_ref)
         self.tau_syn = check_time_constant("tau_syn", t_ref if tau_syn is None else tau_syn)
+        # steps from a spike until the neuron may spike again (the shortest interspike interval);
+        # t_ref by default, t_ref + 1 in the SAL authors' SALNet (spike when last_spike_counter > t_ref)
+        self.refractory = check_time_constant("refractory", t_ref if refractory is None else refractory)
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError(f"neuron shape must be (runs, chains, neurons), each >= 1, got {shape}")
         self.refractory_left = torch.zeros(shape, dtype=torch.int32, device=device)
@@ -103,7 +108,7 @@ class StochasticNeurons:
         self.log_t_ref = math.log(self.t_ref)
 
     def state(self) -> torch.Tensor:
-        """z: 1.0 in a spike step and the t_ref - 1 steps after it (float, shape of the population)."""
+        """z: 1.0 in a spike step and the refractory - 1 steps after it (float, shape of the population)."""
         return (self.refractory_left > 0).float()
 
     def psp(self) -> torch.Tensor:
@@ -115,7 +120,7 @@ class StochasticNeurons:
         self.refractory_left.sub_(1).clamp_(min=0)
         self.psp_left.sub_(1).clamp_(min=0)
         spikes = (self.refractory_left == 0) & (uniform < torch.sigmoid(potential - self.log_t_ref))
-        self.refractory_left.masked_fill_(spikes, self.t_ref)
+        self.refractory_left.masked_fill_(spikes, self.refractory)
         self.psp_left.masked_fill_(spikes, self.tau_syn)
         return spikes
 
