@@ -76,6 +76,10 @@ CONSTRUCTIONS = ("authors", "exact")
 #: the stats pickles' ``n_changes``); other sizes scale it by (entries / 100), other overlaps take the
 #: nearest listed one
 AUTHORS_N_CHANGE = {0.2: 75, 0.3: 75, 0.4: 60, 0.5: 50, 0.6: 50, 0.7: 50, 0.8: 30, 0.9: 30, 1.0: 0}
+#: the three predictions: the old decoder W_bmi0, the new decoder W_bmi1, the credit matrix M^T
+PREDICTIONS = ("corr_w_bmi0", "corr_w_bmi1", "corr_m")
+#: suffix of the correlations scored on the authors' trials (``arange(n)[~idx_train]``)
+AUTHORS_SPLIT = "_authors_split"
 #: the authors' held-out split seed offset (``RandomState(1975 + seed)``)
 SPLIT_SEED_OFFSET = 1975
 
@@ -311,11 +315,13 @@ def draw_decoder_and_credit(setting: BMISetting, w_bmi0: np.ndarray, seed: int, 
     return w_bmi1, m_like
 
 
-def held_out_split(seed: int, trials: int) -> tuple[np.ndarray, np.ndarray]:
-    """The fitted half (``RandomState(1975 + seed).choice``, as the authors draw it) and its true complement."""
+def held_out_split(seed: int, trials: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fitted half (``RandomState(1975 + seed).choice``, as the authors draw it), its true complement,
+    and the authors' scored trials ``arange(trials)[~fit]`` (= trials - 1 - fit: the fitted half's mirror
+    image, which overlaps it; kept to compare with their numbers like for like)."""
     fit = np.random.RandomState(SPLIT_SEED_OFFSET + seed).choice(np.arange(trials), size=int(0.5 * trials),
                                                                   replace=False)
-    return fit, np.setdiff1d(np.arange(trials), fit)
+    return fit, np.setdiff1d(np.arange(trials), fit), np.arange(trials)[~fit]
 
 
 def pretrain(setting: BMISetting) -> dict[str, Any]:
@@ -336,7 +342,8 @@ def retrain_and_score(setting: BMISetting, net: dict[str, Any], rule: str, seeds
 
     ``cells``: (sim(W_bmi0, W_bmi1), sim(M, W_bmi1^T)) pairs. The network learns by ``rule`` ("sl":
     RFLO with that M; "rl": REINFORCE, M only scored). Returns arrays (len(seeds), len(cells)):
-    ``corr_w_bmi0``, ``corr_w_bmi1``, ``corr_m`` (each prediction's held-out correlation), losses before
+    ``corr_w_bmi0``, ``corr_w_bmi1``, ``corr_m`` (each prediction's held-out correlation; with suffix
+    ``_authors_split`` the same scored on the authors' trials), losses before
     and after, the drawn matrices' cosines and their norms relative to W_bmi0.
     """
     if rule not in BMI_RULES:
@@ -351,7 +358,7 @@ def retrain_and_score(setting: BMISetting, net: dict[str, Any], rule: str, seeds
     drawn = [draw_decoder_and_credit(setting, net["w_out"], seed, *cell) for seed, cell in pairs]
     test_noise = session_noise(setting, net["start"], setting.test_duration)  # before and after: the same
     train_noise = session_noise(setting, net["start"], setting.train_duration)
-    keys = ("corr_w_bmi0", "corr_w_bmi1", "corr_m", "loss_before", "loss_after")
+    keys = (*PREDICTIONS, *(f"{key}{AUTHORS_SPLIT}" for key in PREDICTIONS), "loss_before", "loss_after")
     values: dict[str, list[float]] = {key: [] for key in keys}
     for begin in range(0, len(pairs), chunk):
         part = range(begin, min(begin + chunk, len(pairs)))
@@ -366,12 +373,13 @@ def retrain_and_score(setting: BMISetting, net: dict[str, Any], rule: str, seeds
         post = run_session(setting, w_in, train["w_rec"], w_bmi1, credit, None, test_noise, record=True)
         observed = flow_field(post["h"]) - flow_field(pre["h"])
         for j, i in enumerate(part):
-            fit_idx, test_idx = held_out_split(pairs[i][0], setting.train_duration)
+            fit_idx, test_idx, authors_idx = held_out_split(pairs[i][0], setting.train_duration)
             h_fit, err_fit = train["h"][j:j + 1, fit_idx], train["err"][j:j + 1, fit_idx]
-            h_test = train["h"][j:j + 1, test_idx]
-            for key, matrix in (("corr_w_bmi0", net["w_out"]), ("corr_w_bmi1", w_bmi1[j]), ("corr_m", m_like[j])):
+            for key, matrix in zip(PREDICTIONS, (net["w_out"], w_bmi1[j], m_like[j]), strict=True):
                 predicted = predicted_flow_change(matrix[None], err_fit, h_fit)
-                values[key].append(float(flow_field_correlation(predicted, observed[j:j + 1], h_test)[0]))
+                for suffix, scored in (("", test_idx), (AUTHORS_SPLIT, authors_idx)):
+                    corr = flow_field_correlation(predicted, observed[j:j + 1], train["h"][j:j + 1, scored])
+                    values[key + suffix].append(float(corr[0]))
             values["loss_before"].append(float(pre["loss"][j].mean()))
             values["loss_after"].append(float(post["loss"][j].mean()))
     shape = (len(seeds), len(cells))
