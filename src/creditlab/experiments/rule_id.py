@@ -739,22 +739,35 @@ def rule_id_headline(records: list[dict[str, Any]]) -> list[Headline]:
                 "no released numbers for the feedforward model", "not available",
                 f"{points[0]['replicates']} SL + {points[0]['replicates']} RL simulated experiments per point",
                 "docs/papers/rule-identification.md"))
+    names = {"corr_m": "M", "corr_w_bmi1": "new decoder", "corr_w_bmi0": "old decoder (M̂ = W_bmi0ᵀ)"}
     for rule, overlap, ours_key, other_key in (("sl", 0.4, "corr_m", "corr_w_bmi1"),
-                                               ("rl", 0.2, "corr_w_bmi1", "corr_m")):
-        bmi = [r for r in full if r["name"] == f"rule-id-bmi/{rule}"]
+                                               ("rl", 0.2, "corr_w_bmi1", "corr_w_bmi0")):
+        bmi = [r for r in full if r["name"] == f"rule-id-bmi/{rule}" and "authors_seeds" in r["final"]]
         if not bmi or overlap not in bmi[-1]["final"]["overlaps"]:
             continue
         final, i = bmi[-1]["final"], bmi[-1]["final"]["overlaps"].index(overlap)
+        ours = final["authors_seeds"]
+        if ours[ours_key] is None or ours[ours_key]["seeds"] != list(portes2022.SEEDS):
+            continue
         theirs = [portes2022.paper_correlation(rule, key, overlap) for key in (ours_key, other_key)]
-        names = {"corr_m": "M" if rule == "sl" else "M̂", "corr_w_bmi1": "new decoder"}
+        like = bool(final.get("like_for_like"))
+        match = final.get("paper_match") or {}
+        why = ("the authors' settings, seeds, construction, network seed and scored trials; "
+               f"{match.get('within_one_sd')} of {match.get('cells')} cells within one sd, largest per-seed "
+               f"difference {match.get('max_abs_per_seed', math.nan):.4f}" if like else
+               "the authors' sweep, seeds and scored trials, but their RL training length is not in the released "
+               "files (ours: train_duration " f"{bmi[-1]['config']['setting']['train_duration']}) and that file's "
+               "code version is not the released one, so not like for like")
         rows.append(Headline(
-            "Portes, Schmid & Murray 2022", f"BMI RNN trained with {rule.upper()}: corr. of the activity change "
-            f"with each prediction at overlap {overlap:g}",
-            f"{names[ours_key]} {final[f'{ours_key}_mean'][i]:+.3f} vs {names[other_key]} "
-            f"{final[f'{other_key}_mean'][i]:+.3f} (sign-flip p = {final['sign_flip_p']:.1g})",
+            "Portes, Schmid & Murray 2022",
+            f"BMI RNN trained with {rule.upper()}: corr. of the flow-field change with the {names[ours_key]} vs "
+            f"the {names[other_key]} prediction at {portes2022.SWEPT[rule]} = {overlap:g}",
+            f"{ours[ours_key]['mean'][i]:+.3f} vs {ours[other_key]['mean'][i]:+.3f} (authors' 4 seeds); over "
+            f"{len(final['seeds'])} seeds on held-out trials, {final['seeds_positive']} of {len(final['seeds'])} "
+            f"favour the {names[ours_key]}, sign-flip p = {final['sign_flip_p']:.2g} (one unit per seed)",
             " vs ".join(f"{v.value:+.3f}" for v in theirs if v is not None),
-            least_sure([v.status for v in theirs if v]),
-            f"seeds {', '.join(map(str, final['seeds']))} (the authors')", "docs/papers/rule-identification.md"))
+            least_sure([v.status for v in theirs if v] + ([] if like else ["unverified"])),
+            why, "docs/papers/rule-identification.md"))
     library = [r for r in full if r["name"] == "rule-id-library"]
     if library:
         final = library[-1]["final"]
