@@ -217,22 +217,24 @@ def run_session(setting: BMISetting, w_in: np.ndarray, w_rec: np.ndarray, w_out:
         r_now = np.zeros(batch)
         for t in range(T):
             h_prev = h
-            u = np.einsum("bij,bj->bi", w_rec, h) + np.einsum("bij,j->bi", w_in, x_all[t])
+            u = (w_rec @ h[:, :, None])[:, :, 0] + w_in @ x_all[t]
             xi = noise["xi"][trial, t]
             h = h + (-h + np.tanh(u) + xi) * decay
-            y = np.einsum("bij,bj->bi", w_out, h) + noise["out"][trial, t]
+            y = (w_out @ h[:, :, None])[:, :, 0] + noise["out"][trial, t]
             distance = y_star - y
             out["loss"][:, trial] += (distance ** 2).sum(1) / T
             if rule == "rl":
                 err = distance
-                trace = (1 - decay) * trace + decay * np.einsum("bi,bj->bij", xi * tanh_slope(u), h_prev)
+                trace *= 1 - decay  # in place: the trace is the session's largest array
+                trace += (xi * tanh_slope(u))[:, :, None] * h_prev[:, None, :] / s.tau_rec
                 r_now = -(distance ** 2).sum(1)
-                dw += s.eta_rec * (r_now - reward_mean[:, task])[:, None, None] * trace / T
+                dw += (s.eta_rec * (r_now - reward_mean[:, task]) / T)[:, None, None] * trace
             else:  # RFLO's "scaled_distance" error (also what the authors record in passive sessions)
                 err = distance / (T - t)
                 if rule == "sl":
-                    trace = (1 - decay) * trace + decay * np.einsum("bi,bj->bij", tanh_slope(u), h_prev)
-                    dw += s.eta_rec * np.einsum("bip,bp->bi", credit, err)[:, :, None] * trace / T
+                    trace *= 1 - decay
+                    trace += tanh_slope(u)[:, :, None] * h_prev[:, None, :] / s.tau_rec
+                    dw += (s.eta_rec * (credit @ err[:, :, None])[:, :, 0] / T)[:, :, None] * trace
             if record:
                 out["h"][:, trial, t], out["err"][:, trial, t] = h, err
         if rule is not None:
