@@ -314,7 +314,7 @@ def bmi_summary(records: list[dict[str, Any]]) -> list[Block]:
         for key in bmi_lib.PREDICTIONS:
             columns += [f"{names[key]} (authors' seeds, split)", f"{names[key]} (paper)"]
         columns += [f"{names[key]} ({len(final['seeds'])} seeds, held out)" for key in bmi_lib.PREDICTIONS]
-        match = final.get("paper_match") or {}
+        match = _paper_match(final, rule) or {}
         notes = [f"Corr(dF_obs, dF_pred): mean (sd over seeds); x-axis {portes2022.SWEPT[rule]} at "
                  f"{'sim(W_bmi0, W_bmi1)' if rule == 'sl' else 'sim(M, W_bmi1^T)'} = {final['fixed_overlap']:g}. "
                  "W_bmi0: the old decoder" + (" (M-hat = W_bmi0^T: the authors' SL(M-hat) curve)" if rule == "rl"
@@ -324,9 +324,9 @@ def bmi_summary(records: list[dict[str, Any]]) -> list[Block]:
                  f"their figure data ({portes2022.SOURCES[rule]}; {portes2022.NOTE}); last three: every seed, "
                  "scored on the true complement of the fitted trials.",
                  f"Like for like (the authors' settings, construction and network seed): "
-                 f"{'yes' if final.get('like_for_like') else 'no'}. "
+                 f"{'yes' if _like_for_like(record) else 'no'}. "
                  + (f"Cells within one sd of the authors' mean: {match['within_one_sd']} of {match['cells']}; "
-                    f"largest per-seed difference {match['max_abs_per_seed']:.4f}." if match else ""),
+                    f"largest per-seed difference {match['max_abs_per_seed']:.1e}." if match else ""),
                  f"W_bmi1 norm / W_bmi0 norm {final['norm_w_bmi1_mean']:.3f}; M norm / W_bmi0 norm "
                  f"{final['norm_m_mean']:.3f} (mean over cells). Setting: "
                  + ", ".join(f"{k} {record['config']['setting'][k]}" for k in BMI_SETTING_OPTIONS) + "."]
@@ -386,7 +386,8 @@ def _bmi_final(setting: bmi_lib.BMISetting, net: dict[str, Any], rule: str, seed
 
 
 def _paper_match(final: dict[str, Any], rule: str) -> dict[str, Any] | None:
-    """On the authors' seeds and trials: cells within one sd of their mean, and the largest per-seed gap."""
+    """On the authors' seeds and trials: cells within one sd of their mean, and the largest per-seed gap
+    (computed when the report is made, from the record's values and :mod:`creditlab.papers.portes2022`)."""
     if any(final["authors_seeds"][k] is None or final["authors_seeds"][k]["seeds"] != list(portes2022.SEEDS)
            for k in bmi_lib.PREDICTIONS):
         return None
@@ -425,11 +426,9 @@ def run_bmi(ctx: ExperimentContext) -> list[dict[str, Any]]:
         config = {"setting": dataclasses.asdict(setting), "rule": rule, "seeds": seeds,
                   "cells": [list(c) for c in rule_cells], "seed": ctx.seed, "quick": ctx.quick}
         record = make_record("reproduce", f"rule-id-bmi/{rule}", config, final, wall_time_s=elapsed)
-        final["like_for_like"] = _like_for_like(record)
-        final["paper_match"] = _paper_match(final, rule)
         ctx.record(record)
         records.append(record)
-        results[rule] = final
+        results[rule] = {**final, "paper_match": _paper_match(final, rule)}
         ctx.out_dir.mkdir(parents=True, exist_ok=True)
         np.savez(ctx.out_dir / f"bmi_{rule}_correlations.npz",
                  **{k: v for k, v in res.items() if isinstance(v, np.ndarray)})
@@ -447,7 +446,7 @@ def run_bmi(ctx: ExperimentContext) -> list[dict[str, Any]]:
         if final["paper_match"]:
             m = final["paper_match"]
             print(f"  authors' seeds: {m['within_one_sd']} of {m['cells']} cells within one sd of their mean; "
-                  f"largest per-seed difference {m['max_abs_per_seed']:.4f}")
+                  f"largest per-seed difference {m['max_abs_per_seed']:.1e}")
         print(f"  {final['rule_prediction']} - {final['other_prediction']}, one value per seed "
               f"({len(seeds)} seeds): mean {final['mean_difference']:+.3f}, {final['seeds_positive']} positive, "
               f"sign-flip p = {final['sign_flip_p']:.2g} (smallest possible {final['smallest_p']:.2g})")
@@ -750,11 +749,11 @@ def rule_id_headline(records: list[dict[str, Any]]) -> list[Headline]:
         if ours[ours_key] is None or ours[ours_key]["seeds"] != list(portes2022.SEEDS):
             continue
         theirs = [portes2022.paper_correlation(rule, key, overlap) for key in (ours_key, other_key)]
-        like = bool(final.get("like_for_like"))
-        match = final.get("paper_match") or {}
+        like = _like_for_like(bmi[-1])
+        match = _paper_match(final, rule) or {}
         why = ("the authors' settings, seeds, construction, network seed and scored trials; "
                f"{match.get('within_one_sd')} of {match.get('cells')} cells within one sd, largest per-seed "
-               f"difference {match.get('max_abs_per_seed', math.nan):.4f}" if like else
+               f"difference {match.get('max_abs_per_seed', math.nan):.1e}" if like else
                "the authors' sweep, seeds and scored trials, but their RL training length is not in the released "
                "files (ours: train_duration " f"{bmi[-1]['config']['setting']['train_duration']}) and that file's "
                "code version is not the released one, so not like for like")
