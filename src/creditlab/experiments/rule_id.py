@@ -587,7 +587,8 @@ def library_summary(records: list[dict[str, Any]]) -> list[Table]:
                             notes, title="Which creditlab rule trained the network: held-out accuracy"))
         mean_accuracy: dict[tuple[str, str], list[float]] = {}
         for run in final["runs"]:
-            mean_accuracy.setdefault((run["rule"], run["split"]), []).append(run["test_accuracy"])
+            if run["test_accuracy"] is not None:  # None: observables re-used (reuse=true), accuracy not re-measured
+                mean_accuracy.setdefault((run["rule"], run["split"]), []).append(run["test_accuracy"])
         primary = final["primary_scaling"]
         titles = {"test": "held-out seeds", "held_out": "scaling-choice architecture", "fresh": "fresh architecture"}
         for split in [s for s in ("test", "held_out", "fresh") if f"{s}_confusion" in by_scaling[primary]]:
@@ -596,7 +597,8 @@ def library_summary(records: list[dict[str, Any]]) -> list[Table]:
                     for rule, row in zip(rules, counts, strict=True)]
             tables.append(Table(["true rule \\ called", *rules, "MNIST test acc."], rows,
                                 [f"Rows: the rule that trained the run; columns: the classifier's call "
-                                 f"(features '{primary}'); last column: the runs' mean MNIST test accuracy."],
+                                 f"(features '{primary}'); last column: the runs' mean MNIST test accuracy "
+                                 "(– where the runs' observables were re-used, reuse=true, and not re-trained)."],
                                 title=f"Confusion, {titles[split]}"))
     return tables
 
