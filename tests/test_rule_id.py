@@ -147,13 +147,109 @@ def test_sign_flip_test_exact_small_case() -> None:
 def test_bmi_refuses_bad_settings() -> None:
     with pytest.raises(CreditlabError, match="sig_rec > 0"):
         bmi.pretrain(bmi.BMISetting(sig_rec=0.0))
-    with pytest.raises(CreditlabError, match="window >= 2"):
-        bmi.BMISetting(window=1).validate()
-    net = bmi.pretrain(bmi.BMISetting(pretrain_trials=2))
-    with pytest.raises(CreditlabError, match="overlap 1.5 out of range"):
-        bmi.retrain_and_score(bmi.BMISetting(train_trials=2, window=2), net, "sl", [0], [1.5])
+    with pytest.raises(CreditlabError, match="test_duration >= 2"):
+        bmi.BMISetting(test_duration=1).validate()
+    with pytest.raises(CreditlabError, match="construction one of authors, exact"):
+        bmi.BMISetting(construction="dense").validate()
+    setting = bmi.BMISetting(pretrain_duration=2, train_duration=2, test_duration=2)
+    net = bmi.pretrain(setting)
+    with pytest.raises(CreditlabError, match=r"M overlap 1.5 out of range: a flat cosine in \[0, 1\]"):
+        bmi.retrain_and_score(setting, net, "sl", [0], [(0.5, 1.5)])
     with pytest.raises(CreditlabError, match="valid: sl, rl"):
-        bmi.retrain_and_score(bmi.BMISetting(train_trials=2, window=2), net, "bptt", [0], [0.5])
+        bmi.retrain_and_score(setting, net, "bptt", [0], [(0.5, 0.5)])
+
+
+def _authors_stream(setting: bmi.BMISetting, trials: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The authors' draws written out call by call with numpy's own functions (rand, randn and
+    multivariate_normal, in the order of their RNN.initialize_weights, Simulation.run_session,
+    RNN.next_state and RNN.output): an independent account of the stream."""
+    rng = np.random.RandomState(setting.network_seed)
+    n = setting.n_rec
+    weights = {"w_in": setting.g_in * (rng.rand(n, 4) - 1), "w_rec": setting.g_rec * rng.randn(n, n) / n ** 0.5,
+               "w_out": setting.g_out * (2 * rng.rand(2, n) - 1) / n ** 0.5}
+    tasks = rng.choice(np.arange(0, 4), size=trials)
+    xi = np.zeros((trials, setting.trial_duration, n))
+    out = np.zeros((trials, setting.trial_duration, 2))
+    for trial in range(trials):
+        for t in range(setting.trial_duration):
+            rng.randn(4, 1)  # the input noise, times sig_in = 0
+            xi[trial, t] = rng.multivariate_normal(np.zeros(n), setting.sig_rec * np.eye(n), size=1).ravel()
+            out[trial, t] = setting.sig_out * rng.randn(2, 1).ravel()
+    return weights, {"tasks": tasks, "xi": xi, "out": out}
+
+
+@pytest.mark.parametrize("sig_rec", [0.25, 0.1])
+def test_network_and_session_noise_are_the_authors_stream(sig_rec: float) -> None:
+    """RandomState(72): the initial weights and a session's task order and noise, draw for draw."""
+    setting = bmi.BMISetting(sig_rec=sig_rec, n_rec=12)
+    weights, start = bmi.initial_weights(setting)
+    expected_weights, expected = _authors_stream(setting, 7)
+    for key, value in expected_weights.items():
+        np.testing.assert_array_equal(weights[key], value)
+    noise = bmi.session_noise(setting, start, 7)
+    np.testing.assert_array_equal(noise["tasks"], expected["tasks"])
+    np.testing.assert_allclose(noise["xi"], expected["xi"], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(noise["out"], expected["out"], rtol=1e-12, atol=1e-15)
+
+
+def test_sessions_before_and_after_learning_replay_the_same_noise_for_every_network() -> None:
+    """Common random numbers: a session replays from the same state each time (``start`` is not
+    advanced), so a passive session run before and after with unchanged weights gives the same activity
+    bit for bit, and two networks of a batch with the same weights see the same noise."""
+    setting = bmi.BMISetting(n_rec=10, pretrain_duration=3, train_duration=4, test_duration=5)
+    net = bmi.pretrain(setting)
+    before = bmi.session_noise(setting, net["start"], 5)
+    after = bmi.session_noise(setting, net["start"], 5)
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key])
+    training = bmi.session_noise(setting, net["start"], 4)
+    np.testing.assert_array_equal(training["tasks"], before["tasks"][:4])  # the task order's first trials too
+    w_in, w_rec, w_out = (np.repeat(net[k][None], 2, 0) for k in ("w_in", "w_rec", "w_out"))
+    runs = [bmi.run_session(setting, w_in, w_rec, w_out, None, None, noise, record=True) for noise in (before, after)]
+    np.testing.assert_array_equal(runs[0]["h"], runs[1]["h"])
+    np.testing.assert_array_equal(runs[0]["h"][0], runs[0]["h"][1])
+
+
+@pytest.mark.parametrize("overlap", [0.2, 0.4, 0.5, 0.8, 1.0])
+def test_authors_aligned_matrix_hits_the_cosine_and_keeps_the_other_entries(overlap: float) -> None:
+    setting = bmi.BMISetting()
+    w_bmi0 = bmi.initial_weights(setting)[0]["w_out"]
+    for seed in (0, 22, 5):
+        w_bmi1, m_like = bmi.draw_decoder_and_credit(setting, w_bmi0, seed, 0.5, overlap)
+        for reference, drawn, target in ((w_bmi0, w_bmi1, 0.5), (w_bmi1, m_like, overlap)):
+            cosine = ff.matrix_cosine(reference, drawn)
+            assert abs(abs(cosine) - target) < 0.01
+            changed = reference != drawn
+            assert changed.sum() <= bmi.n_change_for(target, reference.size)  # the rest kept exactly
+            assert np.all(np.abs(drawn[changed]) <= 1 / np.sqrt(setting.n_rec))  # scale-1 entries
+        assert np.linalg.norm(w_bmi1) < np.linalg.norm(w_bmi0)  # re-drawn at scale 1 under g_out = 2
+    assert bmi.n_change_for(1.0, 100) == 0
+    with pytest.raises(CreditlabError, match="no draw with 100 re-drawn entries"):
+        bmi.authors_aligned_matrix(w_bmi0, 0.95, 100, np.random.RandomState(0), loop=50)
+
+
+def test_seed_level_test_has_one_unit_per_seed() -> None:
+    """Four seeds, every overlap favouring the rule: one difference per seed, and p = 2/16 (the floor)."""
+    difference = np.array([[0.5, 0.3, 0.0], [0.2, 0.4, 0.0], [0.1, 0.1, 0.0], [0.6, 0.2, 0.0]])
+    per_seed = bmi.per_seed_differences(difference, [0.2, 0.5, 1.0])
+    np.testing.assert_allclose(per_seed, [0.4, 0.3, 0.1, 0.4])  # overlap 1 left out: the predictions coincide
+    assert bmi.sign_flip_test(per_seed, np.random.default_rng(0)) == pytest.approx(2 / 16)
+    with pytest.raises(CreditlabError, match="at least one overlap below 1"):
+        bmi.per_seed_differences(difference[:, 2:], [1.0])
+
+
+def test_authors_rl_figure_data_is_stored_under_what_each_curve_is() -> None:
+    """The RL figure sweeps the decoder overlap: at 1 the old and new decoders are the same matrix, so
+    their predictions agree seed by seed; the 'SL(M-hat)' curve is the old decoder's."""
+    from creditlab.papers import portes2022
+
+    old, new = portes2022.paper_per_seed("rl", "corr_w_bmi0"), portes2022.paper_per_seed("rl", "corr_w_bmi1")
+    np.testing.assert_array_equal(old[:, -1], new[:, -1])
+    assert portes2022.paper_correlation("rl", "corr_w_bmi0", 0.2).value == pytest.approx(-0.019, abs=5e-4)
+    assert portes2022.paper_correlation("rl", "corr_m", 0.2).value == pytest.approx(0.111, abs=5e-4)
+    assert portes2022.paper_correlation("sl", "corr_m", 0.4).value == pytest.approx(0.742, abs=5e-4)
+    sl_m, sl_new = portes2022.paper_per_seed("sl", "corr_m"), portes2022.paper_per_seed("sl", "corr_w_bmi1")
+    np.testing.assert_array_equal(sl_m[:, -1], sl_new[:, -1])  # M = W_bmi1^T at overlap 1
 
 
 # --- library observables -----------------------------------------------------------------------------
@@ -284,8 +380,11 @@ def test_reproduce_library_quick(tmp_path: Path, data_root: Path) -> None:
     assert {"bp", "fa", "dfa", "node-perturbation"} <= set(record["final"]["rules"])
     assert "gevb" in record["final"]["refused"]  # its own model check refuses the MLPs
     assert len(list((tmp_path / "library_runs").rglob("observables.npz"))) == len(record["final"]["runs"])
-    accuracy, confusion_seeds, confusion_arch = load_all().get("rule-id-library").summary([record])
+    accuracy, confusion_seeds, _, confusion_fresh = load_all().get("rule-id-library").summary([record])
     assert [row[0] for row in accuracy.rows] == ["none", "init"]
+    assert {run["split"] for run in record["final"]["runs"]} == {"train", "test", "held_out", "fresh"}
+    assert {tuple(run["hidden"]) for run in record["final"]["runs"] if run["split"] == "fresh"} == {(64, 32, 16)}
+    assert "fresh_accuracy" in record["final"] and confusion_fresh.title == "Confusion, fresh architecture"
     assert [row[0] for row in confusion_seeds.rows] == record["final"]["rules"]
 
 
@@ -308,7 +407,14 @@ def test_reproduce_library_refuses_a_corrupt_cached_observables_file(tmp_path: P
     ("rule-id-library", ["every=0"], "every=0: .*option 'every' takes a whole number >= 1"),
     ("rule-id-feedforward", ["replicates=-3"], "replicates=-3: .*takes a whole number >= 1"),
     ("rule-id-feedforward", ["sweeps=[depth]"], "takes one of 'observed_trials'.*item depth: not one of the valid"),
-    ("rule-id-bmi", ["sl_overlaps=[1.5]"], "sl_overlaps=\\[1.5\\]: .* a number >= -1 and <= 1.*item 1.5"),
+    ("rule-id-bmi", ["m_overlaps=[1.5]"], "m_overlaps=\\[1.5\\]: .*option 'm_overlaps' takes a number >= 0 and <= 1.*item 1.5"),
+    ("rule-id-bmi", ["decoder_overlap=-0.2"], "--opt decoder_overlap=-0.2: .*takes a number >= 0 and <= 1"),
+    ("rule-id-bmi", ["rule=bptt"], "--opt rule=bptt: .*takes one of 'sl', 'rl', 'both'"),
+    ("rule-id-bmi", ["n_rec=2.5"], "--opt n_rec=2.5: .*takes a whole number >= 3"),
+    ("rule-id-bmi", ["sig_rec=0"], "--opt sig_rec=0: .*takes a number > 0"),
+    ("rule-id-bmi", ["train_duration=1"], "--opt train_duration=1: .*takes a whole number >= 2"),
+    ("rule-id-bmi", ["construction=dense"], "--opt construction=dense: .*takes one of 'authors', 'exact'"),
+    ("rule-id-bmi", ["seeds=[0,0]"], "--opt seeds: each seed once"),
 ])
 def test_reproduce_refuses_bad_options(name: str, options: list[str], message: str, tmp_path: Path) -> None:
     args = ["reproduce", name, "--quick", "--out", str(tmp_path)]

@@ -208,15 +208,17 @@ def _as_list(value: Any) -> list[str]:
 
 @register_experiment(NAME, "GAIT-prop, TP, DTP step time over BP on the invertible MLP (with and without the "
                            "orthogonality regularizer, named ratios) and the parts of an exact step",
-                     options={"widths": ExperimentOption([256, 784], "hidden widths"),
-                              "dtypes": ExperimentOption(["float64", "float32"], "model dtypes"),
-                              "depth": ExperimentOption(4, "hidden layers"),
-                              "batch": ExperimentOption(60, "batch size (the 2020 code's 60)"),
-                              "rounds": ExperimentOption(10, "interleaved timed rounds"),
-                              "warmup": ExperimentOption(2, "untimed steps per variant first"),
-                              "part_repeats": ExperimentOption(3, "repeats of each part's timing"),
+                     options={"widths": ExperimentOption([256, 784], "hidden widths", item=int, minimum=1, single=True),
+                              "dtypes": ExperimentOption(["float64", "float32"], "model dtypes",
+                                                         choices=("float64", "float32"), single=True),
+                              "depth": ExperimentOption(4, "hidden layers", minimum=1),
+                              "batch": ExperimentOption(60, "batch size (the 2020 code's 60)", minimum=1),
+                              "rounds": ExperimentOption(10, "interleaved timed rounds", minimum=1),
+                              "warmup": ExperimentOption(2, "untimed steps per variant first", minimum=0),
+                              "part_repeats": ExperimentOption(3, "repeats of each part's timing", minimum=1),
                               "refresh_widths": ExperimentOption([256, 512, 1024, 2048],
-                                                                 "widths of the inverse-refresh rows ([]: none)")},
+                                                                 "widths of the inverse-refresh rows ([]: none)",
+                                                                 item=int, minimum=1, non_empty=False)},
                      summary=lambda records: summary_tables(records))
 def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Time every variant per (dtype, width); one record each, then one per refresh width."""

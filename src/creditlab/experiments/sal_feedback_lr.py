@@ -59,10 +59,12 @@ def trajectory(sal_lr: float, updates: int, seed: int, steps: int, chains: int) 
 
 @register_experiment(NAME, "SAL (Gierlich 2025): the feedback update against sal_lr on a 100-40-10 chain "
                            "(convergence, noise floor, divergence)",
-                     options={"lrs": ExperimentOption([0.04, 0.5, 1.0, 2.0, 3.0, 3.3, 3.6, 4.0], "sal_lr values"),
-                              "updates": ExperimentOption(15, "SAL updates per sal_lr (5 = one authors' phase)"),
-                              "steps": ExperimentOption(2000, "steps per update (the authors' 200 t_ref)"),
-                              "chains": ExperimentOption(32, "parallel chains (the authors' 32)")},
+                     options={"lrs": ExperimentOption([0.04, 0.5, 1.0, 2.0, 3.0, 3.3, 3.6, 4.0], "sal_lr values",
+                                                      item=float, above=0, single=True),
+                              "updates": ExperimentOption(15, "SAL updates per sal_lr (5 = one authors' phase)",
+                                                          minimum=1),
+                              "steps": ExperimentOption(2000, "steps per update (the authors' 200 t_ref)", minimum=1),
+                              "chains": ExperimentOption(32, "parallel chains (the authors' 32)", minimum=1)},
                      summary=lambda records: summary(records))
 def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """One record per sal_lr."""

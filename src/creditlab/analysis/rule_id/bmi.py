@@ -1,10 +1,11 @@
 """The BMI recurrent-network experiment of Portes, Schmid & Murray (NeurIPS 2022), reimplemented.
 
-What the authors' code does (``jacobfulano/learning-rules-with-bmi``, branch ``experiments-neurips-2022``;
-read for the algorithm, not copied; notes in ``shared/research/gaitprop_tp_slrl.md`` §3.3)::
+What the authors' code does (``jacobfulano/learning-rules-with-bmi``, branch ``experiments-neurips-2022``,
+commit f6bb45e: ``rnn.py``, ``simulation.py``, ``algorithms/``, ``utils/``; read for the algorithm, not
+copied)::
 
-    u = W_rec h + W_in x                         rate RNN, tanh units, tau = 10, dt = 1
-    h <- h + (dt/tau)(-h + tanh(u) + xi)         xi ~ N(0, sig_rec I) / sqrt(dt)   (variance sig_rec)
+    u = W_rec h + W_in x                         rate RNN, tanh units, tau_rec = 10, dt = 1
+    h <- h + (dt/tau_rec)(-h + tanh(u) + xi)     xi ~ N(0, sig_rec I) / sqrt(dt)   (variance sig_rec)
     y = W_bmi h + N(0, sig_out^2)                cursor position; W_bmi: the BMI decoder
 
     center-out reach: 4 inputs (one pulse per target, on for 20% of a 20-step trial), targets (+-1, +-1)
@@ -17,27 +18,49 @@ read for the algorithm, not copied; notes in ``shared/research/gaitprop_tp_slrl.
         dW_rec += eta (r - rbar_k) p / T,       r = -|y* - y|^2, rbar_k a running mean per target k
     both offline: W_rec changes at the end of each trial.
 
-Protocol: pretrain W_rec with RFLO (M = W_bmi0^T) for ``pretrain_trials``; switch the decoder to
-W_bmi1 (flat cosine ``decoder_overlap`` with W_bmi0); record ``window`` trials without learning;
-retrain W_rec for ``train_trials`` with SL (RFLO, M of flat cosine ``overlap`` with W_bmi1^T) or RL;
-record ``window`` trials again. Flow fields ``h(t+1) ~ F h(t)`` are fitted by least squares without
-intercept before and after (``utils/metric.py::flow_field_data``); the observed change is
-``dF_obs = F_late - F_early``. A prediction for a matrix W in {W_bmi0, W_bmi1, M} is
-``dF_W = sum_{trials, t} (W^T err_t) h_t^T`` over half of the training trials, and its score is the
-mean over the *other* half's (trial, t) of ``cos(dF_W h_t, dF_obs h_t)``
-(``calculate_flow_field_correlation``; our held-out half is a true complement, unlike the notebook's
-``~idx_train``).
+Random numbers, as the authors' code draws them. ``RNNparams.rng`` is ``np.random.RandomState(72)``
+and every ``RNN(params)`` takes a deep copy of it (``dataclasses.asdict``), draws its initial weights
+from the copy (``W_in = g_in (rand - 1)``, ``W_rec = g_rec randn / sqrt(n)``,
+``W_out = g_out (2 rand - 1) / sqrt(n)``), and then runs its session from that state: the task order
+(``rng.choice(4, size=trials)``), then per step the input noise (``randn(n_in)``, times sig_in = 0), the
+recurrent noise (``multivariate_normal(0, sig_rec I)``) and the readout noise (``randn(n_out)``). So
+the pretraining, the session before learning, the training session and the session after learning
+all start from the *same* generator state: before and after learning replay the same task order and
+noise exactly (common random numbers), training shares the task order's first trials, and the seeds
+of a sweep change nothing but W_bmi1 and M (and the held-out split) -- every seed sees the same
+pretrained network and the same noise. :func:`initial_weights` and :func:`session_noise` draw the
+same numbers in the same order from ``RandomState(network_seed)``.
 
-Departures, all for the CPU budget or clarity: every (seed, overlap) network of a sweep runs at once
-as a batch (one numpy generator per sweep, ``seeding.numpy_generator(seed, "rule-id-bmi", rule, *seeds)``);
-one pretraining, independent of the seeds (as the notebooks do: the network's own generator is fixed
-and the seeds change the decoder, M and the noise); W_bmi1 and M are built with an exact flat cosine
-(:func:`~creditlab.analysis.rule_id.feedforward.matrix_with_overlap`) instead of the authors'
-random search over re-drawn entries (``choose_aligned_matrix``, tolerance 0.01).
+W_bmi1 and M (``utils/functions.py::choose_aligned_matrix`` with ``zero=False``): replace ``n_change``
+randomly chosen entries of the reference with ``(2 rand - 1) / sqrt(n_rec)`` (scale 1, while the
+decoder was drawn with g_out = 2, so the norm shrinks), and keep the first draw whose |flat cosine|
+with the reference is within ``tolerance`` 0.01 of the target; ``rng = RandomState(seed)`` afresh for
+W_bmi1 (from W_bmi0) and again for M^T (from W_bmi1), so M keeps W_bmi1's other entries exactly.
+:func:`authors_aligned_matrix`; ``n_change`` per overlap as in their sweeps (:data:`AUTHORS_N_CHANGE`).
+The alternative ``construction="exact"`` draws a dense matrix of the reference's norm at the exact
+cosine (:func:`~creditlab.analysis.rule_id.feedforward.matrix_with_overlap`).
+
+Protocol: pretrain W_rec with RFLO (M = W_bmi0^T) for ``pretrain_duration`` trials; switch the decoder
+to W_bmi1; record ``test_duration`` trials without learning; retrain W_rec for ``train_duration``
+trials with SL (RFLO with M) or RL (REINFORCE); record ``test_duration`` trials again. The authors'
+SL figure sweeps sim(M, W_bmi1^T) at sim(W_bmi0, W_bmi1) = 0.5; their RL figure sweeps
+sim(W_bmi0, W_bmi1) (how far the decoder moved) at sim(M, W_bmi1^T) = 0.5, where the old decoder's
+prediction is the one of an SL learner that kept M-hat = W_bmi0^T. Flow fields ``h(t+1) ~ F h(t)``
+are fitted by least squares without intercept before and after (``utils/metric.py::flow_field_data``);
+the observed change is ``dF_obs = F_late - F_early``. A prediction for a matrix W in
+{W_bmi0, W_bmi1, M^T} is ``dF_W = sum_{trials, t} (W^T err_t) h_t^T`` over half of the training trials
+(``RandomState(1975 + seed).choice``, as the authors pick them), and its score is the mean over the
+*other* half's (trial, t) of ``cos(dF_W h_t, dF_obs h_t)`` (``calculate_flow_field_correlation``).
+
+Departures: every network of a sweep runs in a batch (they all see the same noise, as in the
+authors' code, so the batch changes no number); the held-out half is the true complement of the
+fitted half (the notebooks' ``arange(n)[~idx_train]`` is the mirror image of the fitted indices, which
+overlaps them).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -48,16 +71,28 @@ from creditlab.errors import CreditlabError
 from creditlab.seeding import numpy_generator
 
 BMI_RULES = ("sl", "rl")
+CONSTRUCTIONS = ("authors", "exact")
+#: the authors' n_change per target overlap for a 2 x 50 decoder (params.txt of figures-2022-5-05 and
+#: the stats pickles' ``n_changes``); other sizes scale it by (entries / 100), other overlaps take the
+#: nearest listed one
+AUTHORS_N_CHANGE = {0.2: 75, 0.3: 75, 0.4: 60, 0.5: 50, 0.6: 50, 0.7: 50, 0.8: 30, 0.9: 30, 1.0: 0}
+#: the three predictions: the old decoder W_bmi0, the new decoder W_bmi1, the credit matrix M^T
+PREDICTIONS = ("corr_w_bmi0", "corr_w_bmi1", "corr_m")
+#: suffix of the correlations scored on the authors' trials (``arange(n)[~idx_train]``)
+AUTHORS_SPLIT = "_authors_split"
+#: the authors' held-out split seed offset (``RandomState(1975 + seed)``)
+SPLIT_SEED_OFFSET = 1975
 
 
 @dataclass(frozen=True)
 class BMISetting:
-    """The RNN, task and schedule (defaults: the authors' ``stats_rflo_m`` parameters, params.txt)."""
+    """The RNN, task and schedule; field names as in the authors' ``RNNparams`` and sweep notebooks
+    (defaults: their ``stats_rflo_m-fig2b-5-18`` parameters, stored in that pickle)."""
 
     n_in: int = 4
     n_rec: int = 50
     n_out: int = 2
-    tau: float = 10.0
+    tau_rec: float = 10.0
     trial_duration: int = 20
     frac_on: float = 0.2
     sig_rec: float = 0.25        # noise *variance* per unit (the authors' covariance is sig_rec * I)
@@ -66,13 +101,14 @@ class BMISetting:
     g_rec: float = 1.5
     g_out: float = 2.0
     eta_rec: float = 0.1
-    eta_rec_rl: float = 0.1
     tau_reward: float = 5.0
-    pretrain_trials: int = 2500
-    train_trials: int = 1500
-    window: int = 500            # trials recorded before and after retraining
-    decoder_overlap: float = 0.5  # flat cosine(W_bmi0, W_bmi1)
-    network_seed: int = 72       # the authors' RNNparams rng
+    pretrain_duration: int = 2500
+    train_duration: int = 1500
+    test_duration: int = 500     # trials recorded before and after retraining
+    network_seed: int = 72       # the authors' RNNparams rng = RandomState(72)
+    construction: str = "authors"  # how W_bmi1 and M are drawn: "authors" or "exact"
+    tolerance: float = 0.01      # the authors' |cosine| tolerance for W_bmi1 and M
+    search_loop: int = 100_000   # draws tried before giving up (the first accepted draw does not depend on it)
 
     def validate(self) -> None:
         """Raise CreditlabError for a setting outside what the experiment allows."""
@@ -82,15 +118,30 @@ class BMISetting:
             (self.trial_duration >= 3, f"trial_duration >= 3 steps, got {self.trial_duration}"),
             (0 < self.frac_on <= 1, f"frac_on in (0, 1], got {self.frac_on}"),
             (self.sig_rec > 0, f"sig_rec > 0 (RL needs exploration noise), got {self.sig_rec}"),
-            (self.tau >= 1 and self.tau_reward >= 1, "tau >= 1 and tau_reward >= 1"),
-            (self.eta_rec > 0 and self.eta_rec_rl > 0, "learning rates > 0"),
-            (self.pretrain_trials >= 1 and self.train_trials >= 2, "pretrain_trials >= 1, train_trials >= 2"),
-            (self.window >= 2, f"window >= 2 trials (a flow field needs data), got {self.window}"),
-            (-1 <= self.decoder_overlap <= 1, f"decoder_overlap in [-1, 1], got {self.decoder_overlap}"),
+            (self.tau_rec >= 1, f"tau_rec >= 1 (dt = 1), got {self.tau_rec}"),
+            (self.tau_reward >= 1, f"tau_reward >= 1, got {self.tau_reward}"),
+            (self.eta_rec > 0, f"eta_rec > 0, got {self.eta_rec}"),
+            (self.g_rec >= 0, f"g_rec >= 0, got {self.g_rec}"),
+            (self.pretrain_duration >= 1, f"pretrain_duration >= 1 trial, got {self.pretrain_duration}"),
+            (self.train_duration >= 2, f"train_duration >= 2 trials (half fit, half held out), got "
+                                       f"{self.train_duration}"),
+            (self.test_duration >= 2, f"test_duration >= 2 trials (a flow field needs data), got "
+                                      f"{self.test_duration}"),
+            (self.construction in CONSTRUCTIONS, f"construction one of {', '.join(CONSTRUCTIONS)}, got "
+                                                 f"{self.construction!r}"),
+            (0 < self.tolerance < 1, f"tolerance in (0, 1), got {self.tolerance}"),
+            (self.network_seed >= 0, f"network_seed >= 0, got {self.network_seed}"),
         ]
         for ok, valid in checks:
             if not ok:
                 raise CreditlabError(f"BMI experiment setting out of range: need {valid}")
+
+    def check_overlap(self, overlap: float, what: str) -> None:
+        """CreditlabError unless ``overlap`` is a target this construction can draw."""
+        low = 0.0 if self.construction == "authors" else -1.0
+        if not low <= overlap <= 1:
+            raise CreditlabError(f"{what} {overlap} out of range: a flat cosine in [{low:g}, 1] for the "
+                                 f"{self.construction!r} construction")
 
 
 def reach_task(setting: BMISetting) -> tuple[np.ndarray, np.ndarray]:
@@ -103,12 +154,32 @@ def reach_task(setting: BMISetting) -> tuple[np.ndarray, np.ndarray]:
     return inputs, targets
 
 
-def initial_weights(setting: BMISetting, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """W_in in [-g_in, 0], W_rec ~ g_rec N(0, 1/n), W_out ~ g_out U(-1, 1)/sqrt(n) (the authors' init)."""
+def initial_weights(setting: BMISetting) -> tuple[dict[str, np.ndarray], np.random.RandomState]:
+    """The authors' initial weights from ``RandomState(network_seed)``, in their order, and the generator
+    state after them (the state every session of theirs starts from)."""
+    rng = np.random.RandomState(setting.network_seed)
     n = setting.n_rec
-    return {"w_in": setting.g_in * (rng.random((n, setting.n_in)) - 1),
-            "w_rec": setting.g_rec * rng.standard_normal((n, n)) / np.sqrt(n),
-            "w_out": setting.g_out * (2 * rng.random((setting.n_out, n)) - 1) / np.sqrt(n)}
+    weights = {"w_in": setting.g_in * (rng.rand(n, setting.n_in) - 1),
+               "w_rec": setting.g_rec * rng.randn(n, n) / n ** 0.5,
+               "w_out": setting.g_out * (2 * rng.rand(setting.n_out, n) - 1) / n ** 0.5}
+    return weights, rng
+
+
+def session_noise(setting: BMISetting, start: np.random.RandomState, trials: int) -> dict[str, np.ndarray]:
+    """A session's task order and noise, drawn from a copy of ``start`` as the authors' session draws them.
+
+    Returns ``tasks`` (trials,), ``xi`` (trials, T, n_rec) (recurrent noise, variance sig_rec, dt = 1)
+    and ``out`` (trials, T, n_out) (readout noise). ``start`` itself is not advanced: each session
+    replays the same stream, like each of the authors' ``RNN(params)``.
+    """
+    rng = copy.deepcopy(start)
+    tasks = rng.choice(np.arange(4), size=trials)
+    n_in, n = setting.n_in, setting.n_rec
+    # per step: input noise (n_in, scaled by sig_in = 0), recurrent noise (n_rec), readout noise (n_out);
+    # multivariate_normal(0, sig_rec I) is standard normals times sqrt(sig_rec) (its SVD of c I is exact)
+    z = rng.standard_normal((trials, setting.trial_duration, n_in + n + setting.n_out))
+    return {"tasks": tasks, "xi": np.sqrt(setting.sig_rec) * z[..., n_in:n_in + n],
+            "out": setting.sig_out * z[..., n_in + n:]}
 
 
 def tanh_slope(u: np.ndarray) -> np.ndarray:
@@ -117,56 +188,59 @@ def tanh_slope(u: np.ndarray) -> np.ndarray:
 
 
 def run_session(setting: BMISetting, w_in: np.ndarray, w_rec: np.ndarray, w_out: np.ndarray,
-                credit: np.ndarray | None, rule: str | None, trials: int, rng: np.random.Generator,
-                record: bool = False, eta: float | None = None) -> dict[str, np.ndarray]:
-    """Run ``trials`` trials of a batch of B networks; learn W_rec with ``rule`` ("sl", "rl" or None).
+                credit: np.ndarray | None, rule: str | None, noise: dict[str, np.ndarray],
+                record: bool = False) -> dict[str, np.ndarray]:
+    """Run the session ``noise`` describes for a batch of B networks; learn W_rec with ``rule`` ("sl", "rl" or None).
 
-    w_in (B, n, 4), w_rec (B, n, n), w_out (B, 2, n), credit (B, n, 2) = M for SL. Returns the final
+    Every network sees the same task order and noise (``noise`` from :func:`session_noise`). w_in
+    (B, n, 4), w_rec (B, n, n), w_out (B, 2, n), credit (B, n, 2) = M for SL. Returns the final
     ``w_rec``, per-trial ``loss`` (B, trials) (mean squared distance to the target over the trial),
     and with ``record``: ``h`` (B, trials, T, n) and ``err`` (B, trials, T, 2) (the rule's own error).
     """
     s = setting
     batch, n = w_rec.shape[0], s.n_rec
     inputs, targets = reach_task(s)
+    trials = len(noise["tasks"])
     w_rec = w_rec.copy()
-    T, decay = s.trial_duration, 1.0 / s.tau
-    eta = (s.eta_rec if rule == "sl" else s.eta_rec_rl) if eta is None else eta
+    T, decay = s.trial_duration, 1.0 / s.tau_rec
     reward_mean = np.zeros((batch, 4))
-    rows = np.arange(batch)
     out: dict[str, Any] = {"loss": np.zeros((batch, trials))}
     if record:
         out["h"] = np.zeros((batch, trials, T, n))
         out["err"] = np.zeros((batch, trials, T, 2))
     for trial in range(trials):
-        task = rng.integers(4, size=batch)
-        x_all, y_star = inputs[task], targets[task]  # (B, T, 4), (B, 2)
+        task = int(noise["tasks"][trial])
+        x_all, y_star = inputs[task], targets[task]  # (T, 4), (2,)
         h = np.zeros((batch, n))
         trace = np.zeros((batch, n, n))
         dw = np.zeros((batch, n, n))
+        r_now = np.zeros(batch)
         for t in range(T):
             h_prev = h
-            u = np.einsum("bij,bj->bi", w_rec, h) + np.einsum("bij,bj->bi", w_in, x_all[:, t])
-            xi = np.sqrt(s.sig_rec) * rng.standard_normal((batch, n))  # dt = 1
+            u = (w_rec @ h[:, :, None])[:, :, 0] + w_in @ x_all[t]
+            xi = noise["xi"][trial, t]
             h = h + (-h + np.tanh(u) + xi) * decay
-            y = np.einsum("bij,bj->bi", w_out, h) + s.sig_out * rng.standard_normal((batch, 2))
+            y = (w_out @ h[:, :, None])[:, :, 0] + noise["out"][trial, t]
             distance = y_star - y
             out["loss"][:, trial] += (distance ** 2).sum(1) / T
             if rule == "rl":
                 err = distance
-                trace = (1 - decay) * trace + decay * np.einsum("bi,bj->bij", xi * tanh_slope(u), h_prev)
+                trace *= 1 - decay  # in place: the trace is the session's largest array
+                trace += (xi * tanh_slope(u))[:, :, None] * h_prev[:, None, :] / s.tau_rec
                 r_now = -(distance ** 2).sum(1)
-                dw += eta * (r_now - reward_mean[rows, task])[:, None, None] * trace / T
-            else:  # RFLO's "scaled_distance" error (also recorded for passive sessions)
+                dw += (s.eta_rec * (r_now - reward_mean[:, task]) / T)[:, None, None] * trace
+            else:  # RFLO's "scaled_distance" error (also what the authors record in passive sessions)
                 err = distance / (T - t)
                 if rule == "sl":
-                    trace = (1 - decay) * trace + decay * np.einsum("bi,bj->bij", tanh_slope(u), h_prev)
-                    dw += eta * np.einsum("bip,bp->bi", credit, err)[:, :, None] * trace / T
+                    trace *= 1 - decay
+                    trace += tanh_slope(u)[:, :, None] * h_prev[:, None, :] / s.tau_rec
+                    dw += (s.eta_rec * (credit @ err[:, :, None])[:, :, 0] / T)[:, :, None] * trace
             if record:
                 out["h"][:, trial, t], out["err"][:, trial, t] = h, err
         if rule is not None:
             w_rec = w_rec + dw
         if rule == "rl":  # running mean reward per target, updated at trial end with the last step's reward
-            reward_mean[rows, task] += (r_now - reward_mean[rows, task]) / s.tau_reward
+            reward_mean[:, task] += (r_now - reward_mean[:, task]) / s.tau_reward
     out["w_rec"] = w_rec
     return out
 
@@ -192,64 +266,134 @@ def flow_field_correlation(predicted: np.ndarray, observed: np.ndarray, h: np.nd
     return cos.reshape(len(h), -1).mean(1)
 
 
-def pretrain(setting: BMISetting) -> dict[str, np.ndarray]:
-    """The pretrained network: RFLO with M = W_bmi0^T for ``pretrain_trials`` (seeded by network_seed)."""
+def n_change_for(overlap: float, entries: int) -> int:
+    """The authors' number of re-drawn entries for a target overlap (:data:`AUTHORS_N_CHANGE`, scaled to
+    a matrix of ``entries`` entries; 0 at overlap 1)."""
+    if overlap >= 1:
+        return 0
+    nearest = min(AUTHORS_N_CHANGE, key=lambda listed: abs(listed - overlap))
+    return min(entries, max(1, round(AUTHORS_N_CHANGE[nearest] * entries / 100)))
+
+
+def authors_aligned_matrix(reference: np.ndarray, overlap: float, n_change: int, rng: np.random.RandomState,
+                           tolerance: float = 0.01, loop: int = 100_000) -> np.ndarray:
+    """The authors' partially aligned matrix: ``n_change`` random entries of ``reference`` replaced by
+    ``(2 rand - 1) / sqrt(columns)``, the first draw whose |flat cosine| with ``reference`` is strictly
+    within ``tolerance`` of ``overlap``; the other entries are ``reference``'s own.
+
+    CreditlabError when no draw of ``loop`` comes within the tolerance (name another overlap or n_change).
+    """
+    n_change = 0 if overlap == 1 else n_change
+    columns = reference.shape[1]
+    for _ in range(loop):
+        candidate = np.array(reference, dtype=float, copy=True)
+        flat = candidate.reshape(-1)  # a view: the copy is contiguous
+        chosen = rng.choice(np.arange(flat.size), size=n_change, replace=False)
+        flat[chosen] = (2 * rng.rand(len(chosen)) - 1) / columns ** 0.5
+        if overlap - tolerance < abs(matrix_cosine(reference, candidate)) < overlap + tolerance:
+            return candidate
+    raise CreditlabError(f"no draw with {n_change} re-drawn entries has |cosine| within {tolerance} of {overlap} "
+                         f"in {loop} tries; choose another overlap")
+
+
+def draw_decoder_and_credit(setting: BMISetting, w_bmi0: np.ndarray, seed: int, decoder_overlap: float,
+                            m_overlap: float) -> tuple[np.ndarray, np.ndarray]:
+    """W_bmi1 (overlap ``decoder_overlap`` with W_bmi0) and M^T (overlap ``m_overlap`` with W_bmi1), both (2, n),
+    for one seed, drawn by ``setting.construction``."""
+    setting.check_overlap(decoder_overlap, "decoder overlap")
+    setting.check_overlap(m_overlap, "M overlap")
+    if setting.construction == "authors":
+        entries = w_bmi0.size
+        draw = dict(tolerance=setting.tolerance, loop=setting.search_loop)
+        w_bmi1 = authors_aligned_matrix(w_bmi0, decoder_overlap, n_change_for(decoder_overlap, entries),
+                                        np.random.RandomState(seed), **draw)
+        m_like = authors_aligned_matrix(w_bmi1, m_overlap, n_change_for(m_overlap, entries),
+                                        np.random.RandomState(seed), **draw)
+        return w_bmi1, m_like
+    w_bmi1 = matrix_with_overlap(w_bmi0, decoder_overlap,
+                                 numpy_generator(seed, "rule-id-bmi", "w_bmi1", round(decoder_overlap * 1000)))
+    m_like = matrix_with_overlap(w_bmi1, m_overlap,
+                                 numpy_generator(seed, "rule-id-bmi", "credit", round(m_overlap * 1000)))
+    return w_bmi1, m_like
+
+
+def held_out_split(seed: int, trials: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fitted half (``RandomState(1975 + seed).choice``, as the authors draw it), its true complement,
+    and the authors' scored trials ``arange(trials)[~fit]`` (= trials - 1 - fit: the fitted half's mirror
+    image, which overlaps it; kept to compare with their numbers like for like)."""
+    fit = np.random.RandomState(SPLIT_SEED_OFFSET + seed).choice(np.arange(trials), size=int(0.5 * trials),
+                                                                  replace=False)
+    return fit, np.setdiff1d(np.arange(trials), fit), np.arange(trials)[~fit]
+
+
+def pretrain(setting: BMISetting) -> dict[str, Any]:
+    """The pretrained network: RFLO with M = W_bmi0^T for ``pretrain_duration`` trials, from the authors'
+    ``RandomState(network_seed)``; ``start`` is the generator state every later session replays."""
     setting.validate()
-    rng = numpy_generator(setting.network_seed, "rule-id-bmi", "pretrain")
-    w = initial_weights(setting, rng)
-    session = run_session(setting, w["w_in"][None], w["w_rec"][None], w["w_out"][None], w["w_out"].T[None],
-                          "sl", setting.pretrain_trials, rng)
-    return {"w_in": w["w_in"], "w_rec": session["w_rec"][0], "w_out": w["w_out"], "loss": session["loss"][0]}
+    weights, start = initial_weights(setting)
+    noise = session_noise(setting, start, setting.pretrain_duration)
+    session = run_session(setting, weights["w_in"][None], weights["w_rec"][None], weights["w_out"][None],
+                          weights["w_out"].T[None], "sl", noise)
+    return {"w_in": weights["w_in"], "w_rec": session["w_rec"][0], "w_out": weights["w_out"],
+            "loss": session["loss"][0], "start": start}
 
 
-def retrain_and_score(setting: BMISetting, net: dict[str, np.ndarray], rule: str, seeds: list[int],
-                      overlaps: list[float], base_seed: int = 0) -> dict[str, Any]:
-    """The decoder switch and retraining for every (seed, overlap), batched; correlations per network.
+def retrain_and_score(setting: BMISetting, net: dict[str, Any], rule: str, seeds: list[int],
+                      cells: list[tuple[float, float]], chunk: int = 16) -> dict[str, Any]:
+    """The decoder switch and retraining for every (seed, cell), in batches of ``chunk`` networks.
 
-    SL: the network learns with M of flat cosine ``overlap`` with W_bmi1^T. RL: it learns by REINFORCE
-    and ``overlap`` is that of the *hypothesized* M-hat scored as the SL prediction. Returns arrays
-    (len(seeds), len(overlaps)) ``corr_w_bmi0``, ``corr_w_bmi1``, ``corr_m``, and the losses.
+    ``cells``: (sim(W_bmi0, W_bmi1), sim(M, W_bmi1^T)) pairs. The network learns by ``rule`` ("sl":
+    RFLO with that M; "rl": REINFORCE, M only scored). Returns arrays (len(seeds), len(cells)):
+    ``corr_w_bmi0``, ``corr_w_bmi1``, ``corr_m`` (each prediction's held-out correlation; with suffix
+    ``_authors_split`` the same scored on the authors' trials), losses before
+    and after, the drawn matrices' cosines and their norms relative to W_bmi0.
     """
     if rule not in BMI_RULES:
         raise CreditlabError(f"unknown BMI rule {rule!r}; valid: {', '.join(BMI_RULES)}")
     setting.validate()
-    for overlap in overlaps:
-        if not -1 <= overlap <= 1:
-            raise CreditlabError(f"overlap {overlap} out of range: a flat cosine in [-1, 1]")
-    if not seeds or not overlaps:
+    if not seeds or not cells:
         raise CreditlabError("need at least one seed and one overlap")
-    pairs = [(seed, overlap) for seed in seeds for overlap in overlaps]
-    w_bmi1, credits = [], []
-    for seed, overlap in pairs:
-        pick = numpy_generator(seed, "rule-id-bmi", "w_bmi1")  # W_bmi1 depends on the seed only, as in the notebooks
-        decoder = matrix_with_overlap(net["w_out"], setting.decoder_overlap, pick)
-        w_bmi1.append(decoder)
-        credit_rng = numpy_generator(seed, "rule-id-bmi", "credit", round(overlap * 1000))
-        credits.append(matrix_with_overlap(decoder.T, overlap, credit_rng))
-    w_bmi1_b, credit_b = np.stack(w_bmi1), np.stack(credits)
-    batch = len(pairs)
-    w_in = np.repeat(net["w_in"][None], batch, 0)
-    w_rec0 = np.repeat(net["w_rec"][None], batch, 0)
-    w_bmi0 = np.repeat(net["w_out"][None], batch, 0)
-    rng = numpy_generator(base_seed, "rule-id-bmi", rule, *seeds)
-    pre = run_session(setting, w_in, w_rec0, w_bmi1_b, credit_b, None, setting.window, rng, record=True)
-    train = run_session(setting, w_in, w_rec0, w_bmi1_b, credit_b, rule, setting.train_trials, rng, record=True)
-    post = run_session(setting, w_in, train["w_rec"], w_bmi1_b, credit_b, None, setting.window, rng, record=True)
-    observed = flow_field(post["h"]) - flow_field(pre["h"])
-    split = numpy_generator(base_seed, "rule-id-bmi", "split").permutation(setting.train_trials)
-    fit_idx, test_idx = split[: setting.train_trials // 2], split[setting.train_trials // 2:]
-    h_fit, err_fit, h_test = train["h"][:, fit_idx], train["err"][:, fit_idx], train["h"][:, test_idx]
-    corr = {}
-    for key, matrix in (("corr_w_bmi0", w_bmi0), ("corr_w_bmi1", w_bmi1_b),
-                        ("corr_m", credit_b.transpose(0, 2, 1))):
-        corr[key] = flow_field_correlation(predicted_flow_change(matrix, err_fit, h_fit), observed, h_test)
-    shape = (len(seeds), len(overlaps))
+    for decoder_overlap, m_overlap in cells:
+        setting.check_overlap(decoder_overlap, "decoder overlap")
+        setting.check_overlap(m_overlap, "M overlap")
+    pairs = [(seed, cell) for seed in seeds for cell in cells]
+    drawn = [draw_decoder_and_credit(setting, net["w_out"], seed, *cell) for seed, cell in pairs]
+    test_noise = session_noise(setting, net["start"], setting.test_duration)  # before and after: the same
+    train_noise = session_noise(setting, net["start"], setting.train_duration)
+    keys = (*PREDICTIONS, *(f"{key}{AUTHORS_SPLIT}" for key in PREDICTIONS), "loss_before", "loss_after")
+    values: dict[str, list[float]] = {key: [] for key in keys}
+    for begin in range(0, len(pairs), chunk):
+        part = range(begin, min(begin + chunk, len(pairs)))
+        w_bmi1 = np.stack([drawn[i][0] for i in part])
+        m_like = np.stack([drawn[i][1] for i in part])
+        batch = len(part)
+        w_in = np.repeat(net["w_in"][None], batch, 0)
+        w_rec0 = np.repeat(net["w_rec"][None], batch, 0)
+        credit = m_like.transpose(0, 2, 1)
+        pre = run_session(setting, w_in, w_rec0, w_bmi1, credit, None, test_noise, record=True)
+        train = run_session(setting, w_in, w_rec0, w_bmi1, credit, rule, train_noise, record=True)
+        post = run_session(setting, w_in, train["w_rec"], w_bmi1, credit, None, test_noise, record=True)
+        observed = flow_field(post["h"]) - flow_field(pre["h"])
+        for j, i in enumerate(part):
+            fit_idx, test_idx, authors_idx = held_out_split(pairs[i][0], setting.train_duration)
+            h_fit, err_fit = train["h"][j:j + 1, fit_idx], train["err"][j:j + 1, fit_idx]
+            for key, matrix in zip(PREDICTIONS, (net["w_out"], w_bmi1[j], m_like[j]), strict=True):
+                predicted = predicted_flow_change(matrix[None], err_fit, h_fit)
+                for suffix, scored in (("", test_idx), (AUTHORS_SPLIT, authors_idx)):
+                    corr = flow_field_correlation(predicted, observed[j:j + 1], train["h"][j:j + 1, scored])
+                    values[key + suffix].append(float(corr[0]))
+            values["loss_before"].append(float(pre["loss"][j].mean()))
+            values["loss_after"].append(float(post["loss"][j].mean()))
+    shape = (len(seeds), len(cells))
+    norm0 = np.linalg.norm(net["w_out"])
     return {
-        "rule": rule, "seeds": list(seeds), "overlaps": list(overlaps), "setting": asdict(setting),
-        **{k: v.reshape(shape) for k, v in corr.items()},
-        "loss_before": pre["loss"].mean(1).reshape(shape), "loss_after": post["loss"].mean(1).reshape(shape),
-        "cos_m_w_bmi1": np.array([matrix_cosine(c.T, d) for c, d in zip(credits, w_bmi1, strict=True)]).reshape(shape),
-        "cos_w_bmi0_w_bmi1": np.array([matrix_cosine(net["w_out"], d) for d in w_bmi1]).reshape(shape),
+        "rule": rule, "seeds": list(seeds), "cells": [list(cell) for cell in cells],
+        "setting": {k: v for k, v in asdict(setting).items()},
+        **{key: np.asarray(v).reshape(shape) for key, v in values.items()},
+        "cos_w_bmi0_w_bmi1": np.array([matrix_cosine(net["w_out"], d) for d, _ in drawn]).reshape(shape),
+        "cos_m_w_bmi1": np.array([matrix_cosine(m, d) for d, m in drawn]).reshape(shape),
+        "norm_w_bmi1": np.array([np.linalg.norm(d) / norm0 for d, _ in drawn]).reshape(shape),
+        "norm_m": np.array([np.linalg.norm(m) / norm0 for _, m in drawn]).reshape(shape),
     }
 
 
@@ -269,5 +413,16 @@ def sign_flip_test(differences: np.ndarray, rng: np.random.Generator, draws: int
     return float(((np.abs((signs * d).mean(1)) >= observed - 1e-15).sum() + 1) / (draws + 1))
 
 
-__all__ = ["BMISetting", "flow_field", "flow_field_correlation", "predicted_flow_change", "pretrain",
-           "reach_task", "retrain_and_score", "run_session", "sign_flip_test"]
+def per_seed_differences(difference: np.ndarray, overlaps: list[float]) -> np.ndarray:
+    """One paired difference per seed (the independent unit): the mean over the overlaps below 1 of a
+    (seeds, overlaps) array. Cells of one seed share its decoder draw, so they are not independent."""
+    below_one = np.asarray(overlaps) < 0.999
+    if not below_one.any():
+        raise CreditlabError("the test needs at least one overlap below 1 (at 1 the predictions coincide)")
+    return np.asarray(difference)[:, below_one].mean(1)
+
+
+__all__ = ["AUTHORS_N_CHANGE", "BMISetting", "authors_aligned_matrix", "draw_decoder_and_credit", "flow_field",
+           "flow_field_correlation", "held_out_split", "initial_weights", "n_change_for", "per_seed_differences",
+           "predicted_flow_change", "pretrain", "reach_task", "retrain_and_score", "run_session", "session_noise",
+           "sign_flip_test"]
