@@ -23,7 +23,7 @@ from creditlab.models.invertible import ForwardPass
 from creditlab.optim import OptimizerRequirement
 from creditlab.rules import register_rule
 from creditlab.rules._local_targets import LocalTargetRule
-from creditlab.rules.base import LossFn, StepOutput
+from creditlab.rules.base import LossFn
 
 
 @register_rule("tp")
@@ -41,25 +41,7 @@ class TargetPropagation(LocalTargetRule):
                  orthogonality: float = 1000.0, orthogonality_form: str = "off-diagonal") -> None:
         super().__init__(model, loss_fn, output_loss, orthogonality, orthogonality_form)
 
-    def target_differences(self, inputs: torch.Tensor, targets: torch.Tensor
-                           ) -> tuple[list[torch.Tensor], ForwardPass]:
-        """([t_l − h_l for l = 1..L], the forward pass) on one batch, without touching ``.grad``."""
-        model = self.model
-        with torch.no_grad():
-            forward = model.forward_pass(inputs)
-            target = self.output_target(forward, targets)
-            differences = [target - forward.output]
-            for index in range(model.depth - 1, 0, -1):
-                partial = model.invert_layer(index, target)
-                target = self.re_append(index - 1, partial, forward)
-                differences.insert(0, target - forward.post[index - 1])
-        return differences, forward
-
-    def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
-        """Exact inverse targets, then the local updates into ``.grad``."""
-        differences, forward = self.target_differences(inputs, targets)
-        with torch.no_grad():
-            self.write_local_updates(forward, list(differences), [None] * len(differences))
-            readout = forward.output[:, :self.model.num_classes]
-            loss = self.loss_fn(readout, targets)
-        return StepOutput(loss, readout)
+    def lower_target(self, forward: ForwardPass, index: int, target: torch.Tensor, scale: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, None]:
+        """t_{l-1} = g_l(t_l), the exact inverse (tower nets re-append the units layer l does not read)."""
+        return self.re_append(index - 1, self.model.invert_layer(index, target), forward), None
