@@ -86,8 +86,9 @@ class DifferenceTargetPropagation(TargetRule):
         "rule 'dtp'", fixed={},
         defaults={"optimizer": "rmsprop-centered", "lr": LEE_FORWARD_LR, "momentum": LEE_MOMENTUM, "schedule": "none"},
         reason="Lee et al. 2015's MNIST setting (conti_dtp.py): centered RMSprop, lr 0.0149, momentum 0.9")
+    #: measured 0.8375-0.85 over seeds 0-4 (2 epochs of 3000 images, 60 steps)
     demo = DemoSetting(
-        floor=0.60, model="mlp", train_limit=3000, test_limit=2000, epochs=1,
+        floor=0.75, model="mlp", train_limit=3000, test_limit=2000, epochs=2,
         model_options={"hidden": (240, 240, 240), "activation": "tanh", "init": "orthogonal"},
         training={"batch_size": 100})
 

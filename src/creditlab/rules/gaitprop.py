@@ -48,7 +48,7 @@ import torch.nn as nn
 from creditlab.models.invertible import ForwardPass, leaky_relu_derivative
 from creditlab.rules import register_rule
 from creditlab.rules._local_targets import LocalTargetRule
-from creditlab.rules.base import LossFn
+from creditlab.rules.base import DemoSetting, LossFn
 
 #: the nudge must be at least this many machine epsilons of the model's dtype
 MIN_NUDGE_EPS = 100.0
@@ -60,6 +60,11 @@ class GaitProp(LocalTargetRule):
 
     name = "gaitprop"
     description = "GAIT-prop (Ahmad 2020): gradient-adjusted incremental targets through exact inverses"
+    #: a narrow net (dense 784 -> 128 input layer, 2 square layers); float64 keeps γ = 1e-3's nudges two
+    #: layers down above round-off (float32 loses the bottom layer: cosine to BP ~0.06 at γ = 1e-3).
+    #: Measured 0.8275-0.8565 over seeds 0-4 (1 epoch of 3000 images, 50 steps); floor with ~8 points margin
+    demo = DemoSetting(floor=0.75, model="invertible-mlp", train_limit=3000, test_limit=2000, epochs=1,
+                       model_options={"width": 128, "depth": 2, "dtype": "float64"}, training={"lr": 1e-3})
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, output_loss: str = "mse",
                  gamma: float = 1e-3, adaptive: bool = False, gamma0: float = 1e-7,
