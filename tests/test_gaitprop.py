@@ -208,6 +208,18 @@ def test_quick_mnist_reproduction_records_early_stopped_tp_and_its_summary_table
     assert rows["bp"][5] == "+0.00"
 
 
+def test_quick_tp_curve_runs_both_tp_settings_beside_bp(tmp_path, data_root):
+    from creditlab.experiments import ExperimentContext, load_all
+    from creditlab.experiments.gaitprop import gaitprop_headline
+
+    records = load_all().get("tp-mnist-curve").run(ExperimentContext(quick=True, out_dir=tmp_path, data_dir=data_root))
+    by_label = {r["final"]["label"]: r for r in records}
+    assert sorted(by_label) == ["bp", "tp", "tp-lr1e-4"]
+    assert by_label["tp"]["config"]["lr"] == 1e-5 and by_label["tp-lr1e-4"]["config"]["lr"] == 1e-4
+    assert by_label["tp"]["config"]["early_stopping"] == 10
+    assert gaitprop_headline(records) == []  # quick records never reach the README
+
+
 def test_tp_early_stopping_without_a_validation_split_is_refused(tmp_path, data_root):
     from creditlab.errors import CreditlabError
     from creditlab.experiments import ExperimentContext, load_all
