@@ -1,4 +1,5 @@
-"""GAIT-prop, TP and DTP on invertible MLPs: against autograd's gradient, closed forms and exact inverses."""
+"""GAIT-prop and TP on invertible MLPs: against autograd's gradient, closed forms and exact inverses
+(DTP, which trains an ordinary MLP: tests/test_dtp.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from creditlab.errors import IncompatibleModelError
 from creditlab.models import apply_constraints, build_model
 from creditlab.models.invertible import leaky_relu, orthogonality_penalty, orthogonality_penalty_gradient
 from creditlab.rules import Rule, build_rule
-from creditlab.train import train_from_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -112,45 +112,9 @@ def test_gaitprop_adds_lambda_times_the_regularizer_gradient():
     assert torch.allclose(regularized.model.layers[1].weight.grad, expected)
 
 
-def test_dtp_difference_correction_with_a_perfect_inverse_gives_tp_targets():
-    x, y = _batch()
-    net = _net(depth=4)
-    with torch.no_grad():  # a non-orthogonal net, so the targets are not trivially BP's
-        for layer in net.layers:
-            layer.weight.add_(0.05 * torch.randn(layer.weight.shape, generator=torch.Generator().manual_seed(5),
-                                                 dtype=layer.weight.dtype))
-            layer.bias.add_(0.1)
-    tp = build_rule("tp", net)
-    dtp = build_rule("dtp", net)
-    forward = net.forward_pass(x)
-    imperfect = dtp.target_differences(forward, y)
-    dtp.set_feedback_to_exact_inverse()
-    tp_differences, _ = tp.target_differences(x, y)
-    dtp_differences = dtp.target_differences(forward, y)
-    for ours, theirs in zip(dtp_differences, tp_differences, strict=True):
-        assert torch.allclose(ours, theirs, atol=1e-10)
-    assert not torch.allclose(imperfect[0], tp_differences[0], atol=1e-3)  # random feedback: different
-
-
-def test_dtp_feedback_training_approaches_the_exact_inverse():
-    net = _net(depth=2, width=16)
-    x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(2))
-    rule = build_rule("dtp", build_model("invertible-mlp", (1, 4, 4), 10, width=16, depth=2, seed=0),
-                      feedback_lr=1e-2)
-    forward = rule.model.forward_pass(x[:, :, :4, :4])
-    before = rule.reconstruction_errors(forward)
-    for _ in range(300):
-        rule.train_feedback(forward)
-    after = rule.reconstruction_errors(forward)
-    exact = torch.linalg.inv(rule.model.layers[1].weight.detach())
-    assert after[0] < 0.02 * before[0]
-    assert float((rule.feedback(1)[0] - exact).abs().max()) < 0.1
-    del net
-
-
 def test_rules_refuse_a_model_without_inverses():
     mlp = build_model("mlp", (1, 8, 8), 10)
-    for name in ("gaitprop", "tp", "dtp"):
+    for name in ("gaitprop", "tp"):
         with pytest.raises(IncompatibleModelError, match=f"rule '{name}' cannot train model 'mlp'.*invertible"):
             build_rule(name, mlp)
 
@@ -170,17 +134,6 @@ def test_gaitprop_refuses_settings_outside_the_method(options, message):
 def test_gaitprop_refuses_a_nudge_below_float32_resolution():
     with pytest.raises(ValueError, match="below the resolution of the model's torch.float32.*dtype=float64"):
         build_rule("gaitprop", _net(depth=2, dtype="float32"), adaptive=True, gamma0=1e-7)
-
-
-@pytest.mark.parametrize("options,message", [
-    ({"feedback_noise": 0.0}, "feedback_noise must be > 0"),
-    ({"feedback_lr": -1.0}, "feedback_lr must be > 0"),
-    ({"target_step": 0.0}, "target_step must be > 0"),
-    ({"feedback_steps": 0}, "feedback_steps must be >= 1"),
-])
-def test_dtp_refuses_bad_settings(options, message):
-    with pytest.raises(ValueError, match=message):
-        build_rule("dtp", _net(depth=2), **options)
 
 
 @pytest.mark.parametrize("options,message", [
@@ -221,37 +174,6 @@ def test_cli_trains_gaitprop_with_alignment_and_refuses_a_wrong_model(tmp_path: 
     assert refused.exit_code == 2 and "invertible" in refused.output
 
 
-def test_dtp_resume_after_a_kill_is_bit_identical(mnist_small, tmp_path, monkeypatch):
-    settings = {"epochs": 2, "batch_size": 50, "train_limit": 300, "test_limit": 100, "progress": False,
-                "lr": 1e-3}
-    model_options = {"width": 32, "depth": 2}
-    full = train_from_names("dtp", "invertible-mlp", "mnist", loaded=mnist_small, model_options=model_options,
-                            out_dir=str(tmp_path / "full"), **settings)
-    calls = {"n": 0}
-    original = Rule.step
-
-    def dying_step(self, inputs, targets):
-        calls["n"] += 1
-        if calls["n"] == 9:  # second epoch (6 steps per epoch)
-            raise KeyboardInterrupt
-        return original(self, inputs, targets)
-
-    monkeypatch.setattr(Rule, "step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        train_from_names("dtp", "invertible-mlp", "mnist", loaded=mnist_small, model_options=model_options,
-                         out_dir=str(tmp_path / "cut"), **settings)
-    monkeypatch.setattr(Rule, "step", original)
-    resumed = train_from_names("dtp", "invertible-mlp", "mnist", loaded=mnist_small, model_options=model_options,
-                               out_dir=str(tmp_path / "cut"), resume=True, **settings)
-    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
-    assert int(a["rule"]["noise_draws"]) == 12
-    for part in ("model", "rule"):
-        for key, value in a[part].items():
-            assert torch.equal(value, b[part][key]), (part, key)
-
-
 def test_tp_defaults_to_its_papers_lr_and_an_explicit_lr_wins():
     from creditlab.rules import RULES
     from creditlab.train import config_for
@@ -270,7 +192,7 @@ def test_quick_mnist_reproduction_records_early_stopped_tp_and_its_summary_table
                             options={"epochs": 2, "tp_patience": 1})
     records = load_all().get("gaitprop-mnist").run(ctx)
     by_label = {r["final"]["label"]: r for r in records}
-    assert sorted(by_label) == ["bp", "dtp", "gaitprop", "tp"]
+    assert sorted(by_label) == ["bp", "gaitprop", "tp"]
     tp = by_label["tp"]
     assert tp["config"]["early_stopping"] == 1 and tp["config"]["lr"] == 1e-5 and tp["final"]["best_epoch"] in (1, 2)
     best = tp["epochs"][tp["final"]["best_epoch"] - 1]
@@ -284,6 +206,18 @@ def test_quick_mnist_reproduction_records_early_stopped_tp_and_its_summary_table
         assert row[4] == bp_accuracy and row[6] == "not available"
         assert len(row[8].split(" / ")) == 3  # one angle per weight layer (2 hidden + output)
     assert rows["bp"][5] == "+0.00"
+
+
+def test_quick_tp_curve_runs_both_tp_settings_beside_bp(tmp_path, data_root):
+    from creditlab.experiments import ExperimentContext, load_all
+    from creditlab.experiments.gaitprop import gaitprop_headline
+
+    records = load_all().get("tp-mnist-curve").run(ExperimentContext(quick=True, out_dir=tmp_path, data_dir=data_root))
+    by_label = {r["final"]["label"]: r for r in records}
+    assert sorted(by_label) == ["bp", "tp", "tp-lr1e-4"]
+    assert by_label["tp"]["config"]["lr"] == 1e-5 and by_label["tp-lr1e-4"]["config"]["lr"] == 1e-4
+    assert by_label["tp"]["config"]["early_stopping"] == 10
+    assert gaitprop_headline(records) == []  # quick records never reach the README
 
 
 def test_tp_early_stopping_without_a_validation_split_is_refused(tmp_path, data_root):

@@ -57,7 +57,7 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="epochs \\[default: the model's]")] = None,
     batch_size: Annotated[int | None, typer.Option(help="global batch size \\[default: the model's]")] = None,
     lr: Annotated[float | None, typer.Option(help="learning rate \\[default: the model's]")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="adam, adamw or sgd")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adam, adamw, sgd or rmsprop-centered")] = None,
     momentum: Annotated[float | None, typer.Option(help="SGD momentum (the reducer's with --distributed "
                                                         "sketch/fetchsgd/topk/localtopk; default 0.9 there)")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="weight decay")] = None,

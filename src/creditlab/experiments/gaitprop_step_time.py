@@ -8,7 +8,8 @@ does: ``rule.step`` (update into ``.grad``), Adam, ``apply_constraints`` (the in
 Variants per width and dtype, interleaved in one process (``creditlab.bench.perf.time_interleaved``):
 bp; bp+reg (BP plus the same orthogonality regularizer gradient, λ = 0.1 off-diagonal); gaitprop
 (λ = 0.1, the paper's); gaitprop-inv (the same with the explicit inverse); gaitprop-noreg (λ = 0); tp
-(λ = 1000); dtp. Three ratios are named in every record (``final["ratios"]``):
+(λ = 1000). (DTP trains an ordinary MLP since issue #25; records made before hold a ``dtp`` row of the
+former invertible-net variant.) Three ratios are named in every record (``final["ratios"]``):
 
 - ``gaitprop_with_regularizer_over_bp``: gaitprop over plain bp (the regularizer's cost included);
 - ``gaitprop_over_bp_with_regularizer``: gaitprop over bp+reg (like for like: both pay the regularizer);
@@ -57,7 +58,6 @@ VARIANTS = {
     "gaitprop-inv": ("gaitprop", {"orthogonality": REGULARIZER[0]}, "inverse", 0.0),
     "gaitprop-noreg": ("gaitprop", {"orthogonality": 0.0}, "solve", 0.0),
     "tp": ("tp", {"orthogonality": 1000.0}, "solve", 0.0),
-    "dtp": ("dtp", {}, "solve", 0.0),
 }
 #: ratio name -> (numerator variant, denominator variant)
 RATIOS = {"gaitprop_with_regularizer_over_bp": ("gaitprop", "bp"),
@@ -270,13 +270,13 @@ def summary_tables(records: list[dict[str, Any]]) -> list[Table]:
     newest = _newest_step_times(records)
     if not newest:
         return []
-    others = ("gaitprop-inv", "tp", "dtp")
+    others = ("gaitprop-inv", "tp", "dtp")  # dtp: the former invertible-net variant, in older records only
     rows, parts = [], []
     for (width, dtype), record in sorted(newest.items(), key=lambda item: (-item[0][0], item[0][1])):
         f, c = record["final"], record["config"]
         rows.append([f"{width}, {dtype}", f"{f['bp']['median_ms']:.1f} ms",
                      *[f"{f['ratios'][name]:.2f}×" for name in RATIOS],
-                     *[f"{f[label]['ratio_to_bp']:.2f}×" for label in others],
+                     *[f"{f[label]['ratio_to_bp']:.2f}×" if label in f else "–" for label in others],
                      f"{c.get('threads')} thread(s), {record.get('commit', '?')}"])
         p = f["parts"]
         parts.append([f"{width}, {dtype}", f"{p['bp_ms']:.1f}", f"{p['regularizer_ms']:.1f}",

@@ -1,5 +1,5 @@
 """The papers' own numbers, once each: one module per paper (``gevb``, ``biotorch``, ``song2021``,
-``gaitprop``, ``esser2015``, ``portes2022``, ``anchors``), every entry a :class:`PaperValue` with its
+``gaitprop``, ``lee2015``, ``esser2015``, ``portes2022``, ``anchors``), every entry a :class:`PaperValue` with its
 status and source.
 
 This package imports nothing of creditlab's experiments or report. :func:`paper_accuracy` and

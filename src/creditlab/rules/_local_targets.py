@@ -1,7 +1,14 @@
-"""What ``gaitprop``, ``tp`` and ``dtp`` share: the output target, layer-local updates, the regularizer.
+"""What the target-propagation rules share: one top-down target loop, and (on invertible MLPs) the
+output target, the layer-local updates and the orthogonality regularizer.
 
-These rules train an :class:`~creditlab.models.invertible.InvertibleMLP` (and nothing else) by giving
-every layer l a target t_l and descending the local loss ½‖t_l − h_l‖² times a per-sample scale s_l::
+:class:`TargetRule` holds **the** target loop of ``tp``, ``gaitprop`` and ``dtp``: from the target of a
+top layer it walks down, one :meth:`TargetRule.lower_target` call per layer (the rule's own step:
+TP's exact inverse, GAIT-prop's gradient-adjusted nudge, DTP's learned inverse with the difference
+correction), carrying an optional per-sample error scale (GAIT-prop's 1/γ bookkeeping).
+
+:class:`LocalTargetRule` (``gaitprop``, ``tp``) trains an :class:`~creditlab.models.invertible.InvertibleMLP`
+(and nothing else) by giving every layer l a target t_l and descending the local loss ½‖t_l − h_l‖²
+times a per-sample scale s_l::
 
     ΔW_l = mean_n s_l[n] (f'(a_l) ⊙ (h_l − t_l))[n] h_{l-1}[n]^T,   Δb_l = mean_n s_l[n] (f'(a_l) ⊙ (h_l − t_l))[n]
 
@@ -13,7 +20,8 @@ the per-sample loss and leaves the auxiliary units at their own activity::
                                2020 code; cross-entropy: t_L[:K] = h − (softmax(h) − y), the follow-up's
                                y_out − ½∂L/∂y_out with its squared local loss)
 
-so the top layer's update is exactly the gradient of the batch-mean loss.
+so the top layer's update is exactly the gradient of the batch-mean loss. (``dtp`` trains an ordinary
+MLP with its own learned feedback mappings: :mod:`creditlab.rules.dtp`.)
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from creditlab.models.invertible import (
     is_invertible_mlp,
     leaky_relu_derivative,
 )
-from creditlab.rules.base import LossFn, Rule, require
+from creditlab.rules.base import LossFn, Rule, StepOutput, require
 
 OUTPUT_LOSSES = ("mse", "cross-entropy")
 
@@ -48,7 +56,32 @@ def per_sample_output_gradient(readout: torch.Tensor, targets: torch.Tensor, out
     return torch.softmax(readout, dim=1) - one_hot
 
 
-class LocalTargetRule(Rule):
+class TargetRule(Rule):
+    """Base of the target-propagation rules: the one top-down target loop (:meth:`propagate_targets`)."""
+
+    def lower_target(self, forward: ForwardPass, index: int, target: torch.Tensor, scale: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One step down: from the target of layer ``index`` (0-based, >= 1) to that of layer ``index`` − 1,
+        and the per-sample error scale there (None: unscaled). The rule's own target step."""
+        raise NotImplementedError
+
+    def propagate_targets(self, forward: ForwardPass, top: int, target: torch.Tensor,
+                          scale: torch.Tensor | None = None
+                          ) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
+        """(targets, scales) per layer (list index = 0-based layer) from ``target`` of layer ``top`` down to
+        layer 0, one :meth:`lower_target` per step; layers above ``top`` get None."""
+        depth = len(forward.post)
+        layer_targets: list[torch.Tensor | None] = [None] * depth
+        scales: list[torch.Tensor | None] = [None] * depth
+        for index in range(top, -1, -1):
+            layer_targets[index], scales[index] = target, scale
+            if index == 0:
+                break
+            target, scale = self.lower_target(forward, index, target, scale)
+        return layer_targets, scales
+
+
+class LocalTargetRule(TargetRule):
     """Base of the target rules on invertible MLPs: model check, output target, local updates."""
 
     accepts = ("the invertible-mlp model (square leaky-ReLU layers with exact inverses: "
@@ -112,6 +145,28 @@ class LocalTargetRule(Rule):
         for name, gradient in self.model.orthogonality_gradients(self.orthogonality, self.orthogonality_form).items():
             params[name].grad.add_(gradient)
 
+    def initial_scale(self, forward: ForwardPass) -> torch.Tensor | None:
+        """The output layer's per-sample error scale (None: unscaled; GAIT-prop: ones)."""
+        return None
+
+    def target_differences(self, forward: ForwardPass, targets: torch.Tensor
+                           ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """([t_l − h_l for l = 1..L], [s_l]) on one forward pass: the output target, then the target loop."""
+        top = self.model.depth - 1
+        layer_targets, scales = self.propagate_targets(forward, top, self.output_target(forward, targets),
+                                                       self.initial_scale(forward))
+        return [t - h for t, h in zip(layer_targets, forward.post, strict=True)], scales
+
+    def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
+        """Targets from the top down, then the (scaled) local updates into ``.grad``."""
+        with torch.no_grad():
+            forward = self.model.forward_pass(inputs)
+            differences, scales = self.target_differences(forward, targets)
+            self.write_local_updates(forward, list(differences), scales)
+            readout = forward.output[:, :self.model.num_classes]
+            loss = self.loss_fn(readout, targets)
+        return StepOutput(loss, readout)
+
     def re_append(self, index: int, partial: torch.Tensor, forward: ForwardPass) -> torch.Tensor:
         """The full target of layer ``index`` (0-based) from the target of its first N units read above;
         the units the layer above does not read keep their own activity (tower nets)."""
@@ -121,4 +176,4 @@ class LocalTargetRule(Rule):
         return torch.cat([partial, below[:, partial.shape[1]:]], dim=1)
 
 
-__all__ = ["OUTPUT_LOSSES", "LocalTargetRule", "one_hot_mse", "per_sample_output_gradient"]
+__all__ = ["OUTPUT_LOSSES", "LocalTargetRule", "TargetRule", "one_hot_mse", "per_sample_output_gradient"]

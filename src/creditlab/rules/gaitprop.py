@@ -41,15 +41,14 @@ machine epsilon (use ``--model-opt dtype=float64``).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn as nn
 
-from creditlab.models.invertible import leaky_relu_derivative
+from creditlab.models.invertible import ForwardPass, leaky_relu_derivative
 from creditlab.rules import register_rule
 from creditlab.rules._local_targets import LocalTargetRule
-from creditlab.rules.base import LossFn, StepOutput
+from creditlab.rules.base import DemoSetting, LossFn
 
 #: the nudge must be at least this many machine epsilons of the model's dtype
 MIN_NUDGE_EPS = 100.0
@@ -61,6 +60,11 @@ class GaitProp(LocalTargetRule):
 
     name = "gaitprop"
     description = "GAIT-prop (Ahmad 2020): gradient-adjusted incremental targets through exact inverses"
+    #: a narrow net (dense 784 -> 128 input layer, 2 square layers); float64 keeps γ = 1e-3's nudges two
+    #: layers down above round-off (float32 loses the bottom layer: cosine to BP ~0.06 at γ = 1e-3).
+    #: Measured 0.8275-0.8565 over seeds 0-4 (1 epoch of 3000 images, 50 steps); floor with ~8 points margin
+    demo = DemoSetting(floor=0.75, model="invertible-mlp", train_limit=3000, test_limit=2000, epochs=1,
+                       model_options={"width": 128, "depth": 2, "dtype": "float64"}, training={"lr": 1e-3})
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, output_loss: str = "mse",
                  gamma: float = 1e-3, adaptive: bool = False, gamma0: float = 1e-7,
@@ -79,33 +83,18 @@ class GaitProp(LocalTargetRule):
                              f"{which} >= {MIN_NUDGE_EPS * eps:.3g}")
         self.gamma, self.adaptive, self.gamma0 = float(gamma), bool(adaptive), float(gamma0)
 
-    def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
-        """Targets from the top down (module docstring), then the scaled local updates into ``.grad``."""
-        model = self.model
-        with torch.no_grad():
-            forward = model.forward_pass(inputs)
-            depth = model.depth
-            differences: list[torch.Tensor | None] = [None] * depth
-            scales: list[torch.Tensor | None] = [None] * depth
-            difference = self.output_target(forward, targets) - forward.output  # t_L − h_L
-            scale = torch.ones(inputs.shape[0], dtype=model.dtype, device=difference.device)
-            for index in range(depth - 1, -1, -1):  # index = l − 1
-                differences[index], scales[index] = difference, scale
-                if index == 0:
-                    break
-                difference, scale = self.lower_target(forward, index, difference, scale)
-            self.write_local_updates(forward, differences, scales)
-            readout = forward.output[:, :model.num_classes]
-            loss = self.loss_fn(readout, targets)
-        return StepOutput(loss, readout)
+    def initial_scale(self, forward: ForwardPass) -> torch.Tensor:
+        """s_L = 1 for every sample (the error scale accumulates 1/γ on the way down)."""
+        return torch.ones(forward.output.shape[0], dtype=self.model.dtype, device=forward.output.device)
 
-    def lower_target(self, forward: Any, index: int, difference: torch.Tensor, scale: torch.Tensor
+    def lower_target(self, forward: ForwardPass, index: int, target: torch.Tensor, scale: torch.Tensor | None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step down: from t_l − h_l at layer ``index`` to t_{l-1} − h_{l-1}, and the error scale.
+        """One step down: from t_l at layer ``index`` to t_{l-1}, and the error scale.
 
         t_{l-1} = g_l(h_l + γ f'(a_l)² ⊙ (t_l − h_l)); the scale accumulates 1/γ (per sample when adaptive).
         """
         model = self.model
+        difference = target - forward.post[index]  # t_l − h_l
         adjusted = leaky_relu_derivative(forward.pre[index], model.slope) ** 2 * difference
         if self.adaptive:  # γ_l[n] = γ0 sqrt(N_l) / ‖t_l[n] − h_l[n]‖ (Dalm et al. 2021)
             norm = difference.norm(dim=1).clamp_min(torch.finfo(model.dtype).tiny)
@@ -116,4 +105,4 @@ class GaitProp(LocalTargetRule):
             nudged = forward.post[index] + self.gamma * adjusted
             scale = scale / self.gamma
         partial = model.invert_layer(index, nudged)  # t_{l-1} on the N_l units layer l reads
-        return self.re_append(index - 1, partial, forward) - forward.post[index - 1], scale
+        return self.re_append(index - 1, partial, forward), scale

@@ -23,7 +23,7 @@ from creditlab.models.invertible import ForwardPass
 from creditlab.optim import OptimizerRequirement
 from creditlab.rules import register_rule
 from creditlab.rules._local_targets import LocalTargetRule
-from creditlab.rules.base import LossFn, StepOutput
+from creditlab.rules.base import DemoSetting, LossFn
 
 
 @register_rule("tp")
@@ -36,30 +36,17 @@ class TargetPropagation(LocalTargetRule):
     optimizer_requirement = OptimizerRequirement(
         "rule 'tp'", fixed={}, defaults={"lr": 1e-5},
         reason="the 2020 README's TP setting: full inverse targets need a 10x smaller step than BP's")
+    #: GAIT-prop's demo net and lr; λ = 0.1 (the README's 1000 holds the weights near orthogonal at the cost
+    #: of the task: 0.63 vs 0.72 at seed 0 in this budget). Measured 0.6855-0.7155 over seeds 0-4
+    demo = DemoSetting(floor=0.60, model="invertible-mlp", train_limit=3000, test_limit=2000, epochs=1,
+                       model_options={"width": 128, "depth": 2, "dtype": "float64"},
+                       rule_options={"orthogonality": 0.1}, training={"lr": 1e-3})
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, output_loss: str = "mse",
                  orthogonality: float = 1000.0, orthogonality_form: str = "off-diagonal") -> None:
         super().__init__(model, loss_fn, output_loss, orthogonality, orthogonality_form)
 
-    def target_differences(self, inputs: torch.Tensor, targets: torch.Tensor
-                           ) -> tuple[list[torch.Tensor], ForwardPass]:
-        """([t_l − h_l for l = 1..L], the forward pass) on one batch, without touching ``.grad``."""
-        model = self.model
-        with torch.no_grad():
-            forward = model.forward_pass(inputs)
-            target = self.output_target(forward, targets)
-            differences = [target - forward.output]
-            for index in range(model.depth - 1, 0, -1):
-                partial = model.invert_layer(index, target)
-                target = self.re_append(index - 1, partial, forward)
-                differences.insert(0, target - forward.post[index - 1])
-        return differences, forward
-
-    def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
-        """Exact inverse targets, then the local updates into ``.grad``."""
-        differences, forward = self.target_differences(inputs, targets)
-        with torch.no_grad():
-            self.write_local_updates(forward, list(differences), [None] * len(differences))
-            readout = forward.output[:, :self.model.num_classes]
-            loss = self.loss_fn(readout, targets)
-        return StepOutput(loss, readout)
+    def lower_target(self, forward: ForwardPass, index: int, target: torch.Tensor, scale: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, None]:
+        """t_{l-1} = g_l(t_l), the exact inverse (tower nets re-append the units layer l does not read)."""
+        return self.re_append(index - 1, self.model.invert_layer(index, target), forward), None
