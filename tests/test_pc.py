@@ -57,7 +57,7 @@ def test_standard_pc_aligns_with_backprop_as_the_inference_rate_shrinks() -> Non
     cosines = [_layer_cosines(20, rate) for rate in rates]
     for layer in range(len(HIDDEN) + 1):
         series = [c[layer] for c in cosines]
-        assert all(a < b + 1e-6 for a, b in zip(series, series[1:])), (layer, series)
+        assert all(a < b + 1e-6 for a, b in zip(series[:-1], series[1:], strict=True)), (layer, series)
     assert min(cosines[-1]) > 0.99
     assert min(cosines[0]) < 0.9  # not BP at a large rate
 

@@ -47,6 +47,8 @@ QUICK: dict[str, Any] = {"hidden": (64, 64), "epochs": 1, "train_limit": 1000, "
 ALIGNMENT_BATCH = 256
 #: the record of the lockstep check against the reference code (same weights, batches, negatives)
 LOCKSTEP = "ff-mnist/lockstep-reference-code"
+#: the record of the interleaved step-time comparison with the reference code
+STEP_TIME = "ff-mnist/step-time-reference-code"
 OPTIONS = {
     "protocol": ExperimentOption("reference", "reference (loeweX: 3x1000, 100 epochs) or paper (4x2000, 60)"),
     "max_epochs": ExperimentOption(0, "run only the protocol's first N epochs (<= half of them); 0: all"),
@@ -161,7 +163,9 @@ def summary_tables(records: list[dict[str, Any]]) -> list[Table]:
     """Per run (ours and the reference code's): epochs run, final test errors, epoch time."""
     rows = []
     lockstep = [r for r in records if r.get("name") == LOCKSTEP]
-    for record in sorted((r for r in records if r.get("name") != LOCKSTEP), key=lambda r: str(r.get("name"))):
+    timing = [r for r in records if r.get("name") == STEP_TIME]
+    for record in sorted((r for r in records if r.get("name") not in (LOCKSTEP, STEP_TIME)),
+                         key=lambda r: str(r.get("name"))):
         final, config = record.get("final") or {}, record.get("config") or {}
         ours = record["name"] != "ff-mnist/reference-code"
         rows.append([record["name"].split("/", 1)[-1],
@@ -173,15 +177,25 @@ def summary_tables(records: list[dict[str, Any]]) -> list[Table]:
     notes = [f"anchor: the reference code's {paper.TEST_ERROR['reference-code'].value} % after 100 epochs "
              f"({paper.TEST_ERROR['reference-code'].source}); the paper's {paper.TEST_ERROR['paper'].value} % "
              f"({paper.PAPER_SETTING}), the Matlab code's {paper.TEST_ERROR['matlab'].value} %. "
-             "Epoch time: training only, 1 thread, same CPU, runs one after the other."]
+             "Epoch time: training only, 1 thread; the two runs shared a loaded 2-core CPU at the same time, so "
+             "it is no speed ratio (the interleaved step time below is)."]
     tables = [Table(["run", "epochs", "test error % (softmax)", "test error % (goodness)", "epoch time (s)",
                      "commit"], rows, notes)]
     if lockstep:
         newest = max(lockstep, key=lambda r: str(r.get("timestamp", "")))
         diffs = newest["final"]["max_abs_weight_difference"]
-        tables.append(Table(["parameter", "max |creditlab − reference code|"], [[k, fmt(v, 3)] for k, v in diffs.items()],
+        tables.append(Table(["parameter", "max |creditlab − reference code|"],
+                            [[k, fmt(v, 3)] for k, v in diffs.items()],
                             [f"lockstep: {newest['config'].get('what')} ({newest['config'].get('steps')} steps, "
                              f"hidden {newest['config'].get('hidden')})"]))
+    if timing:
+        newest = max(timing, key=lambda r: str(r.get("timestamp", "")))
+        final = newest["final"]
+        tables.append(Table(["creditlab step (ms)", "reference code step (ms)", "ratio"],
+                            [[fmt(final["creditlab_step_ms"], 4), fmt(final["reference_code_step_ms"], 4),
+                              fmt(final["ratio_creditlab_over_reference"], 3)]],
+                            [f"step time: {newest['config'].get('what')}; {newest['config'].get('rounds')} rounds, "
+                             f"784-3x1000, batch 100, 1 thread"]))
     return tables
 
 

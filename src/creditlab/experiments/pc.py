@@ -162,7 +162,7 @@ def _run(ctx: ExperimentContext, name: str, dataset: str) -> list[dict[str, Any]
     epochs, seeds = options["epochs"], options["seeds"]
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise CreditlabError(f"{name}: option epochs must be an integer >= 1, got {epochs!r}")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+    if not isinstance(seeds, list | tuple) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise CreditlabError(f"{name}: option seeds must be a non-empty list of integers, got {seeds!r}")
     with_pcx = bool(options["pcx"])
     if with_pcx and not _pcx_available():
@@ -302,7 +302,8 @@ def pc_headline(records: list[dict[str, Any]]) -> list[Headline]:
 
         ratio = f"; step {our_step / their_step:.2f}x PCX's" if our_step and their_step else ""
         epochs = group[0]["final"].get("epochs_run")
-        rows.append(Headline("Pinchetti et al. 2025 (PCX)", f"{dataset} MLP 4x128, T = 5: test acc. (%), PC vs PCX run here",
+        rows.append(Headline("Pinchetti et al. 2025 (PCX)",
+                             f"{dataset} MLP 4x128, T = 5: test acc. (%), PC vs PCX run here",
                              f"{show(ours)}{ratio}", f"PCX run here: {show(theirs)}", "not available",
                              f"{epochs} of 25 epochs, 1 CPU thread", f"docs/papers/{name}.md"))
     return rows

@@ -107,7 +107,7 @@ class ForwardForward(Rule):
         device = next(self.model.parameters()).device
         for index, layer in enumerate(self.model.layers):
             self.register_buffer(f"peer_mean_{index}", torch.full((layer.out_features,), 0.5, device=device))
-        seed = torch.initial_seed() if seed is None else int(seed)
+        seed = (torch.initial_seed() if seed is None else int(seed)) % 2**63  # fits the int64 buffer
         self.register_buffer("negative_label_seed", torch.tensor(seed, dtype=torch.int64))
         self.register_buffer("negative_draws", torch.zeros((), dtype=torch.int64))
 
