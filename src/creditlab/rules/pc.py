@@ -123,10 +123,9 @@ class PredictiveCoding(Rule):
         """iPC's inner weight steps use the trainer's learning rate."""
         self.weight_lr = float(context.config.lr)
 
-    def _output_gradient(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """g = ∂E_out/∂u_L per sample (B, K)."""
-        y = F.one_hot(targets, output.shape[1]).to(output.dtype)
-        return (output - y) if self.energy == "se" else (torch.softmax(output, dim=1) - y)
+    def _output_gradient(self, output: torch.Tensor, one_hot: torch.Tensor) -> torch.Tensor:
+        """g = ∂E_out/∂u_L per sample (B, K), for the clamped label ``one_hot`` (B, K)."""
+        return (output - one_hot) if self.energy == "se" else (torch.softmax(output, dim=1) - one_hot)
 
     def _weight_updates(self, pres: list[torch.Tensor], scaled: list[torch.Tensor], g: torch.Tensor
                         ) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -153,6 +152,8 @@ class PredictiveCoding(Rule):
             pres.append(linear(hs[-1]))
             hs.append(act(pres[-1]))
         feedforward_output = linears[-1](hs[-1])
+        one_hot = F.one_hot(targets, feedforward_output.shape[1]).to(feedforward_output.dtype)
+        fixed_g = self._output_gradient(feedforward_output, one_hot) if self.fixed_prediction else None
         values = [h.clone() for h in hs[1:]]                       # h_1..h_{L-1}, the free value nodes
         velocity = [torch.zeros_like(h) for h in values]
         rate, momentum = self.inference_rate, self.inference_momentum
@@ -161,12 +162,12 @@ class PredictiveCoding(Rule):
             if self.fixed_prediction:
                 pre, presyn = pres, hs
                 errors = [v - h for v, h in zip(values, hs[1:], strict=True)]
-                g = self._output_gradient(feedforward_output, targets)
+                g = fixed_g
             else:
                 pre = self._pre_activations(x, values, pres)
                 presyn = below
                 errors = [v - act(a) for v, act, a in zip(values, acts, pre, strict=True)]
-                g = self._output_gradient(linears[-1](values[-1]) if values else feedforward_output, targets)
+                g = self._output_gradient(linears[-1](values[-1]), one_hot)
             scaled = [e * activation_derivative(act, a) for e, act, a in zip(errors, acts, pre, strict=True)]
             if self.variant == "ipc" and step < self.T:  # weights move with the value nodes (iPC)
                 lr = self.weight_lr if self.weight_lr is not None else 0.0
@@ -189,12 +190,12 @@ class PredictiveCoding(Rule):
         # the weight step from the relaxed errors
         if self.fixed_prediction:
             errors = [v - h for v, h in zip(values, hs[1:], strict=True)]
-            pre, presyn, g = pres, hs, self._output_gradient(feedforward_output, targets)
+            pre, presyn, g = pres, hs, fixed_g
         else:
             presyn = [x, *values]
             pre = self._pre_activations(x, values, pres)
             errors = [v - act(a) for v, act, a in zip(values, acts, pre, strict=True)]
-            g = self._output_gradient(linears[-1](values[-1]) if values else feedforward_output, targets)
+            g = self._output_gradient(linears[-1](values[-1]), one_hot)
         scaled = [e * activation_derivative(act, a) for e, act, a in zip(errors, acts, pre, strict=True)]
         for linear, (dw, db) in zip(linears, self._weight_updates(presyn, scaled, g), strict=True):
             linear.weight.grad = dw
