@@ -268,7 +268,8 @@ def summary_tables(records: list[dict[str, Any]]) -> list[Table]:
                      fmt(_median(steps), 3) if steps else "–", fmt(_median(cpu), 3) if cpu else "–",
                      str(mine[0]["final"].get("epochs_run"))])
     notes = ["784-128-128-128-10 leaky ReLU, T = 5, inference rate 0.1, CE output energy, Adam 1e-3, batch 128; "
-             "the same batches for both; step time: one training step, median of interleaved rounds (order alternating), "
+             "the same batches for both; step time: one training step, median of interleaved rounds "
+             "(order alternating), "
              "1 thread; wall ms and process CPU ms (all threads; on a loaded machine wall time includes "
              "waits)."]
     return [Table(["framework", "seeds", "test acc. % (mean ± sd)", "range", "step wall (ms)", "step CPU (ms)",
