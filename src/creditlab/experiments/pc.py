@@ -322,5 +322,5 @@ def pc_headline(records: list[dict[str, Any]]) -> list[Headline]:
         rows.append(Headline("Pinchetti et al. 2025 (PCX)",
                              f"{dataset} MLP 4x128, T = 5: test acc. (%), PC vs PCX run here",
                              f"{show(ours)}{ratio}", f"PCX run here: {show(theirs)}", "not available",
-                             f"{epochs} of 25 epochs, 1 CPU thread", f"docs/papers/{name}.md"))
+                             f"{epochs} of 25 epochs, 1 CPU thread", "docs/papers/pc-mnist.md"))
     return rows
