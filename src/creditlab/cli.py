@@ -61,7 +61,7 @@ def train(
     momentum: Annotated[float | None, typer.Option(help="SGD momentum (the reducer's with --distributed "
                                                         "sketch/fetchsgd/topk/localtopk; default 0.9 there)")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="weight decay")] = None,
-    schedule: Annotated[str | None, typer.Option(help="none, cosine or multistep")] = None,
+    schedule: Annotated[str | None, typer.Option(help="none, cosine, multistep or linear-cooldown")] = None,
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="random crop + flip")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda\\[:N]")] = "cpu",
     seed: Annotated[int, typer.Option(help="seed of initialization, batches and rule randomness")] = 0,

@@ -26,7 +26,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop-centered")
 #: a stabilizer 1e-3 under the root. torch's RMSprop adds ε outside the root, so ε = √1e-3 matches it
 #: where the gradient variance is far below or far above 1e-3 (a stated departure in between)
 RMSPROP_CENTERED = {"alpha": 0.95, "eps": 1e-3 ** 0.5, "centered": True}
-SCHEDULES = ("none", "cosine", "multistep")
+SCHEDULES = ("none", "cosine", "multistep", "linear-cooldown")
 
 
 @dataclass(frozen=True)
@@ -121,11 +121,17 @@ def centered_rmsprop(params: Iterable[nn.Parameter], lr: float, momentum: float 
 def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
                    ) -> torch.optim.lr_scheduler.LRScheduler:
     """Learning-rate schedule: constant; cosine to zero over all steps (stepped every batch);
-    or step decay by ``gamma`` at epoch ``milestones`` (stepped every epoch)."""
+    or step decay by ``gamma`` at epoch ``milestones`` (stepped every epoch); or ``linear-cooldown``:
+    constant for the first half of the epochs, then linear towards zero, lr · 2 (1 + E − e) / E in
+    epoch e > E // 2 (numbered from 0; loeweX/Forward-Forward's ``get_linear_cooldown_lr``)."""
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
     if config.schedule == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=config.gamma)
+    if config.schedule == "linear-cooldown":
+        epochs = config.epochs
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: 2.0 * (1 + epochs - e) / epochs if e > epochs // 2 else 1.0)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
