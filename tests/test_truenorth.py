@@ -319,7 +319,7 @@ def test_nir_round_trip_reproduces_the_sampled_outputs(tmp_path) -> None:
     path = tmp_path / "truenorth.nir"
     nir.write(path, to_nir(network, copy=1))
     graph = nir.read(path)
-    assert {type(n).__name__ for n in graph.nodes.values()} == {"Input", "Affine", "Threshold", "Output"}
+    assert {type(n).__name__ for n in graph.nodes.values()} == {"Input", "Affine", "IF", "Output"}
     assert set(graph.nodes["synapses_0"].weight.flatten().tolist()) <= {-1.0, 0.0, 1.0}
     assert torch.equal(torch.from_numpy(run_nir(graph, spikes[1].numpy())).float(), counts[1])
 
