@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from creditlab.models import build_model
-from creditlab.spiking.coding import SILENT
 from creditlab.spiking import cost
+from creditlab.spiking.coding import SILENT
 from creditlab.spiking.extractor import STDPCSNN, paper_config
 
 
