@@ -72,7 +72,7 @@ def real_features(samples: int, cache_root: str) -> tuple[torch.Tensor, torch.Te
     from creditlab.experiments.ncg import FULL, features
 
     ctx = ExperimentContext(out_dir=Path(cache_root))
-    data, _info = features(ctx, "fashion-mnist", FULL)
+    data, _info = features(ctx, "fashion-mnist", FULL, with_cost=False)
     return data.train_x[:samples].flatten(1).contiguous(), data.train_y[:samples].clone()
 
 
