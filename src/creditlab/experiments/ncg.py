@@ -357,7 +357,7 @@ def ncg_headline(records: list[dict[str, Any]]) -> list[Headline]:
             f"no CR: top neuron {100 * share:.0f}% of class 0's target updates", "no numbers in the paper's text",
             "not available",
             f"{protocol.get('folds_run')} of {protocol.get('folds')} folds, ≤ {protocol.get('epochs')} of 100 epochs; "
-            + _ablation_configs(newest, keys), "docs/papers/ncg.md"))
+            + _ablation_configs(newest, keys, dataset), "docs/papers/ncg.md"))
     timing = _newest_side_by_side(records, like_for_like=True)
     other = _newest_side_by_side(records, like_for_like=False)
     if timing is not None or other is not None:
@@ -380,12 +380,17 @@ def ncg_headline(records: list[dict[str, Any]]) -> list[Headline]:
     return rows
 
 
-def _ablation_configs(newest: dict[str, dict[str, Any]], keys: tuple[str, ...]) -> str:
-    """Which configuration each ablation row ran: the authors' file for that row, or not."""
-    missing = [k for k in keys[1:] if not newest[k]["config"].get("authors_config")]
+def _ablation_configs(newest: dict[str, dict[str, Any]], keys: tuple[str, ...], dataset: str) -> str:
+    """Whether each ablation row ran the authors' own configuration for it (``ABLATION_CONFIGS``)."""
+    missing = []
+    for key in keys[1:]:
+        _source, authors = ABLATION_CONFIGS[key][dataset]
+        config = newest[key]["config"]
+        if config.get("model") != authors["model"] or config.get("rule_options") != authors["rule_options"]:
+            missing.append(key)
     if not missing:
         return "each row with the authors' own configuration for it (SpikeNN config/STDP-CSNN)"
-    return f"{', '.join(missing)}: S2-STDP+NCG's hyperparameters, not the authors' configuration for the row"
+    return f"{', '.join(missing)}: not the authors' configuration for the row"
 
 
 def _timing_setting(record: dict[str, Any]) -> str:
