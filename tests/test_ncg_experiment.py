@@ -76,7 +76,8 @@ def test_ablation_headline_flags_a_row_not_run_with_the_authors_configuration() 
     from creditlab.experiments.ncg import ablation, ncg_headline
 
     def record(name: str, setting: dict) -> dict:
-        final = {"test_accuracy_pct_mean": 80.0, "target_updates_last_epoch": [5, 1, 1, 1, 1]}
+        final = {"test_accuracy_pct_mean": 80.0, "test_accuracy_pct_folds": [80.0],
+                 "target_updates_last_epoch": [5, 1, 1, 1, 1]}
         return {"name": f"ncg-fmnist/{name}", "timestamp": "2026-01-01", "final": final,
                 "config": {**setting, "protocol": {"folds_run": 1, "folds": 10, "epochs": 2}}}
 
@@ -86,6 +87,6 @@ def test_ablation_headline_flags_a_row_not_run_with_the_authors_configuration() 
     wrong = {**rows["M-5+CR-2 (no L)"], "model": {**rows["M-5+CR-2 (no L)"]["model"], "threshold": 300}}
     bad = [*good[:2], record("M-5+CR-2 (no L)", wrong)]
     budget = [h.budget for h in ncg_headline(good) if "ablation" in h.claim][0]
-    assert "each row with the authors' own configuration" in budget
+    assert "each row with the authors' own configuration" in budget and "1 of 10 folds (the same" in budget
     budget = [h.budget for h in ncg_headline(bad) if "ablation" in h.claim][0]
     assert "M-5+CR-2 (no L): not the authors' configuration" in budget

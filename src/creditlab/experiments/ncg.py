@@ -344,7 +344,11 @@ def ncg_headline(records: list[dict[str, Any]]) -> list[Headline]:
         keys = ("s2stdp", "M-5 (no CR, no L)", "M-5+CR-2 (no L)")
         if not all(k in newest for k in keys):
             continue
-        acc = {k: newest[k]["final"]["test_accuracy_pct_mean"] for k in keys}
+        # the same folds for every row: the first k, k the fewest any row ran (fold i is the same split
+        # and seed in every record)
+        shared = min(len(newest[k]["final"]["test_accuracy_pct_folds"]) for k in keys)
+        acc = {k: statistics.fmean(newest[k]["final"]["test_accuracy_pct_folds"][:shared]) for k in keys}
+        epochs = sorted({(newest[k]["config"].get("protocol") or {}).get("epochs") for k in keys}, key=str)
         counts = newest["M-5 (no CR, no L)"]["final"].get("target_updates_last_epoch") or []
         m = newest["M-5 (no CR, no L)"]["config"]["model"]["neurons_per_class"]
         share = max(counts[:m]) / max(1, sum(counts[:m])) if counts else float("nan")
@@ -356,8 +360,9 @@ def ncg_headline(records: list[dict[str, Any]]) -> list[Headline]:
             f"M=5 CR-2 {acc['M-5+CR-2 (no L)']:.2f}; "
             f"no CR: top neuron {100 * share:.0f}% of class 0's target updates", "no numbers in the paper's text",
             "not available",
-            f"{protocol.get('folds_run')} of {protocol.get('folds')} folds, ≤ {protocol.get('epochs')} of 100 epochs; "
-            + _ablation_configs(newest, keys, dataset), "docs/papers/ncg.md"))
+            f"{shared} of {protocol.get('folds')} folds (the same for every row), ≤ "
+            f"{' / '.join(map(str, epochs))} of 100 epochs; " + _ablation_configs(newest, keys, dataset),
+            "docs/papers/ncg.md"))
     timing = _newest_side_by_side(records, like_for_like=True)
     other = _newest_side_by_side(records, like_for_like=False)
     if timing is not None or other is not None:
