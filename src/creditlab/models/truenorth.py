@@ -58,10 +58,10 @@ UNIT_PIXELS_HINT = ("load the data with normalization 'unit' (creditlab.data.loa
                     "creditlab train and truenorth-mnist use it for the truenorth model by default)")
 
 
-def ensemble_copies(copies: object, what: str = "ensemble size") -> int:
+def ensemble_copies(copies: object, what: str = "ensemble size", unit: str = "sampled copies") -> int:
     """``copies`` as a positive int, or TrueNorthInputError naming ``what`` and what is valid."""
     if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
-        raise TrueNorthInputError(f"{what} must be a positive integer number of sampled copies (1, 2, 64, ...), "
+        raise TrueNorthInputError(f"{what} must be a positive integer number of {unit} (1, 2, 64, ...), "
                                   f"got {copies!r}")
     return copies
 

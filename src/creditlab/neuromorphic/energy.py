@@ -80,7 +80,7 @@ def energy_per_image_uj(cores: int, model: str) -> float:
     """Microjoules per image for a network (or ensemble) occupying ``cores`` cores (a per-core model)."""
     from creditlab.models.truenorth import ensemble_copies
 
-    ensemble_copies(cores, "cores")
+    ensemble_copies(cores, "cores", "cores")
     return cores * energy_per_core_image(model) * 1e6
 
 
@@ -111,7 +111,7 @@ def energy_table(cores_per_copy: int, ensemble_sizes: tuple[int, ...]) -> dict[i
     ValueError (a CreditlabError) for a size or core count that is not a positive integer."""
     from creditlab.models.truenorth import ensemble_copies
 
-    ensemble_copies(cores_per_copy, "cores per copy")
+    ensemble_copies(cores_per_copy, "cores per copy", "cores")
     for n in ensemble_sizes:
         ensemble_copies(n, "ensemble size")
     return {n: {"cores": n * cores_per_copy,
