@@ -18,7 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,docs,fast,nir]"
+	$(PY) -m pip install -q -e ".[dev,docs,fast,nir,interop]"
+	$(PY) -m pip install -q --no-deps "neurobench==2.3.0" "norse==1.1.0"  # see pyproject's interop extra
 	touch $@
 
 test: setup

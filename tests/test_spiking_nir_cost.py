@@ -7,17 +7,56 @@ import pytest
 import torch
 
 from creditlab.models import build_model
+from creditlab.spiking import cost
 from creditlab.spiking.coding import SILENT
-from creditlab.spiking.cost import inference_cost
 from creditlab.spiking.extractor import STDPCSNN, paper_config
 
 
-def test_cost_counts_by_hand() -> None:
-    x = torch.tensor([[0.1, 0.5, SILENT, 0.3]])  # 3 input spikes
-    out = torch.tensor([[0.3, SILENT]])  # neuron 0 fired at 0.3 (saw 0.1 and 0.3), neuron 1 silent (saw all 3)
-    cost = inference_cost(x, out)
-    assert cost["dense_acs"] == 6 and cost["event_acs"] == 5 and cost["macs"] == 0
-    assert cost["input_sparsity"] == 0.25 and cost["activation_sparsity"] == 0.5 and cost["output_spikes"] == 1
+@pytest.fixture(params=["neurobench", "definitions"])
+def counter(request, monkeypatch) -> str:
+    """Count with the neurobench package (skipped without it) and with the built-in definitions."""
+    if request.param == "neurobench":
+        pytest.importorskip("neurobench")
+    else:
+        monkeypatch.setattr(cost, "_neurobench", lambda: None)
+    return request.param
+
+
+def test_cost_counts_by_hand(counter: str) -> None:
+    # classifier: 3 input spikes (inputs 0, 1, 3); nonzero weights: neuron 0 <- 0, 2, 3; neuron 1 <- 2, 3
+    weight = torch.tensor([[1.0, 0.0, 0.5, 0.2], [0.0, 0.0, 0.3, 1.0]])
+    x = torch.tensor([[0.1, 0.5, SILENT, 0.3]])
+    out = torch.tensor([[0.2, SILENT]])  # neuron 0 fires at 0.2 (has seen input 0), neuron 1 stays silent
+    fc = cost.classifier_cost(x, weight, out)
+    # effective ACs: neuron 0 gets inputs 0 and 3 (input 1's weight is 0), neuron 1 input 3: 3; dense: 2 x 4
+    assert fc["effective_acs"] == 3 and fc["dense"] == 8 and fc["effective_macs"] == 0
+    assert fc["event_acs"] == 2  # neuron 0 stops after input 0; silent neuron 1 integrates input 3
+    assert fc["activation_sparsity"] == 0.5 and fc["spikes"] == 1 and fc["input_sparsity"] == 0.25
+    # conv: one 3x3 channel, spikes on the diagonal, one 2x2 filter [[1, 0], [0, 1]] -> 2x2 outputs
+    conv = torch.nn.Conv2d(1, 1, 2, bias=False)
+    conv.weight.data = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    times = torch.full((1, 1, 3, 3), SILENT)
+    times[0, 0, [0, 1, 2], [0, 1, 2]] = 0.4
+    maps = torch.full((1, 1, 2, 2), SILENT)
+    maps[0, 0, 0, 0] = 0.5
+    layer = cost.layer_cost(conv, times, maps)
+    # windows (0,0) and (1,1) each see two diagonal spikes on the two nonzero weights; (0,1), (1,0) none
+    assert layer["effective_acs"] == 4 and layer["dense"] == 16 and layer["activation_sparsity"] == 0.75
+    total = cost.pipeline_cost({"extractor": layer, "classifier": fc})
+    assert total["effective_acs"] == 7 and total["dense"] == 24
+    assert total["activation_sparsity"] == pytest.approx(1 - 2 / 6)  # pooled over 4 + 2 neuron outputs
+    assert total["counted_by"].startswith("neurobench" if counter == "neurobench" else "creditlab")
+
+
+def test_extractor_cost_counts_its_conv_layer() -> None:
+    images = torch.rand(2, 1, 10, 10, generator=torch.Generator().manual_seed(1))
+    extractor = STDPCSNN((1, 10, 10), paper_config("fashion-mnist", epochs=1, filters=4, threshold=2.0),
+                         torch.Generator().manual_seed(0))
+    extractor.fit(images, torch.Generator().manual_seed(0))
+    counted = cost.extractor_cost(extractor, images)
+    assert counted["dense"] == 2 * 5 * 5 * 4 * 6 * 6  # C k k x F x H_out x W_out, every synapse
+    assert 0 < counted["effective_acs"] <= counted["dense"]
+    assert counted["neuron_outputs"] == 4 * 6 * 6
 
 
 def test_classifier_round_trip(tmp_path) -> None:

@@ -11,9 +11,18 @@ from creditlab.data import Dataset, load_dataset
 from creditlab.errors import CreditlabError, IncompatibleModelError
 from creditlab.experiments.truenorth import EnsembleEvents
 from creditlab.models import apply_constraints, build_model
-from creditlab.models.truenorth import TrueNorthOptionError
+from creditlab.models.truenorth import TrueNorthInputError, TrueNorthOptionError, parse_ensemble_variant
 from creditlab.neuromorphic.constraints import CoreConstraintError, check_core_constraints, core_violations
-from creditlab.neuromorphic.energy import CHIP_CORES, CHIP_POWER, TICK, energy_per_image_uj, energy_table
+from creditlab.neuromorphic.energy import (
+    CHIP_CORES,
+    CHIP_POWER,
+    TICK,
+    energy_per_image_uj,
+    energy_table,
+    paper_implied_core_ticks,
+    paper_implied_cores_per_member,
+    per_event_energy_uj,
+)
 from creditlab.neuromorphic.evaluation import ensemble_sweep
 from creditlab.neuromorphic.gaussian import input_moments, spike_probability
 from creditlab.rules import build_rule
@@ -219,6 +228,27 @@ def test_energy_model_charges_cores_times_time_per_image() -> None:
         energy_per_image_uj(5, "per-spike")
 
 
+def test_per_event_energy_charges_the_counted_events_and_the_paper_accounting_is_not_one_tick() -> None:
+    # hand-solved: 1000 synaptic events x 26 pJ = 0.026 uJ; spikes uncharged (no per-spike figure read)
+    assert per_event_energy_uj({"synaptic_events": 1000.0, "neuron_spikes": 7.0}) == pytest.approx(0.026)
+    with pytest.raises(ValueError, match="synaptic_events"):
+        per_event_energy_uj({"neuron_spikes": 1.0})
+    # the paper's 0.268 uJ for 5 cores is 3.5 chip-average core-ticks, its 108 uJ more than one chip tick (63 uJ)
+    assert paper_implied_core_ticks(1, 5) == pytest.approx(0.268e-6 / (0.063 / 4096 * 1e-3) / 5)
+    assert paper_implied_core_ticks(64, 4096) > 1.0
+    assert paper_implied_cores_per_member() == pytest.approx(108 / 64 / (0.268 / 5))
+
+
+def test_sweep_records_the_per_event_energy_of_its_events() -> None:
+    model = tiny_model()
+    rule = build_rule("bp", model)
+    x, y = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(2)), torch.randint(0, 3, (20,))
+    variants = ensemble_sweep(rule, x, y, (1, 3), seed=0, epoch=1)
+    for n in (1, 3):
+        result = variants[f"ensemble-{n}"]
+        assert result["per_event_uj"] == pytest.approx(result["events_per_image"]["synaptic_events"] * 26e-6)
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"windows": 3}, "model 'truenorth' has no option 'windows'; valid: .*window"),
     ({"window": 17}, "window=17"),
@@ -234,8 +264,43 @@ def test_bad_model_options_are_refused(options: dict, message: str) -> None:
 
 
 def test_inputs_outside_probabilities_are_refused() -> None:
-    with pytest.raises(ValueError, match="normalization unit"):
-        tiny_model()(torch.full((2, 1, 8, 8), -0.4))
+    model = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    for bad in (torch.full((2, 1, 8, 8), -0.4), torch.full((2, 1, 8, 8), 1.5), torch.full((2, 1, 8, 8), float("nan"))):
+        with pytest.raises(TrueNorthInputError, match=r"\[0, 1\].*normalization 'unit'") as error:
+            model(bad)
+        assert "--normalization" not in str(error.value)  # creditlab train has no such flag
+        with pytest.raises(TrueNorthInputError, match=r"\[0, 1\]"):  # the ensemble does not clip silently
+            model.ensemble_logits(bad, 2, g)
+
+
+def test_input_of_another_shape_is_refused() -> None:
+    model = build_model("truenorth", (1, 28, 28), 10)
+    g = torch.Generator().manual_seed(0)
+    for shape in ((2, 3, 32, 32), (2, 784), (2, 1, 28, 27)):
+        with pytest.raises(TrueNorthInputError, match=r"built for input \(batch, 1, 28, 28\)"):
+            model(torch.rand(shape))
+        with pytest.raises(TrueNorthInputError, match=r"built for input"):
+            model.ensemble_logits(torch.rand(shape), 1, g)
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("copies", [2.5, 0, -3, True, "4"])
+def test_bad_ensemble_sizes_are_refused(copies: object) -> None:
+    x = torch.rand(2, 1, 8, 8)
+    with pytest.raises(TrueNorthInputError, match="positive integer number of sampled copies"):
+        tiny_model().ensemble_logits(x, copies, torch.Generator().manual_seed(0))  # type: ignore[arg-type]
+    with pytest.raises(CreditlabError, match="positive integer"):
+        energy_table(5, (1, copies))  # type: ignore[arg-type]  # no negative µJ
+    with pytest.raises(CreditlabError, match="positive integer"):
+        energy_per_image_uj(copies, "chip-average")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["ensemble-x", "ensemble--3", "ensemble-0", "ensemble-", "ensemble-2.5", "expect"])
+def test_bad_variant_names_are_refused(name: str) -> None:
+    with pytest.raises(TrueNorthInputError, match="'ensemble-N' with N a positive integer"):
+        parse_ensemble_variant(name)
+    assert parse_ensemble_variant("ensemble-64") == 64
 
 
 @pytest.mark.parametrize("rule", ["fa", "dfa", "gevb"])
@@ -255,7 +320,7 @@ def test_nir_round_trip_reproduces_the_sampled_outputs(tmp_path) -> None:
     path = tmp_path / "truenorth.nir"
     nir.write(path, to_nir(network, copy=1))
     graph = nir.read(path)
-    assert {type(n).__name__ for n in graph.nodes.values()} == {"Input", "Affine", "Threshold", "Output"}
+    assert {type(n).__name__ for n in graph.nodes.values()} == {"Input", "Affine", "IF", "Output"}
     assert set(graph.nodes["synapses_0"].weight.flatten().tolist()) <= {-1.0, 0.0, 1.0}
     assert torch.equal(torch.from_numpy(run_nir(graph, spikes[1].numpy())).float(), counts[1])
 

@@ -50,6 +50,33 @@ class TrueNorthOptionError(CreditlabError, ValueError):
     """A ``truenorth`` model option outside what the method or the hardware allows."""
 
 
+class TrueNorthInputError(CreditlabError, ValueError):
+    """Input a ``truenorth`` network cannot read: wrong shape, pixels outside [0, 1], a bad ensemble size."""
+
+
+#: how to get pixels in [0, 1]: the ``unit`` normalization, the truenorth model's registered default
+UNIT_PIXELS_HINT = ("load the data with normalization 'unit' (creditlab.data.load_dataset(..., normalization='unit'); "
+                    "creditlab train and truenorth-mnist use it for the truenorth model by default)")
+
+
+def ensemble_copies(copies: object, what: str = "ensemble size", unit: str = "sampled copies") -> int:
+    """``copies`` as a positive int, or TrueNorthInputError naming ``what`` and what is valid."""
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise TrueNorthInputError(f"{what} must be a positive integer number of {unit} (1, 2, 64, ...), "
+                                  f"got {copies!r}")
+    return copies
+
+
+def parse_ensemble_variant(name: str) -> int:
+    """The N of an evaluation variant named ``ensemble-N`` (N a positive integer), or TrueNorthInputError."""
+    prefix = "ensemble-"
+    digits = name[len(prefix):] if isinstance(name, str) and name.startswith(prefix) else ""
+    if not digits.isdigit() or int(digits) < 1:
+        raise TrueNorthInputError(f"variant name {name!r}: valid names are 'expectation' and 'ensemble-N' with N a "
+                                  "positive integer (e.g. ensemble-1, ensemble-64)")
+    return int(digits)
+
+
 def _type_weights(scheme: str | tuple[int, ...], cores: int, neurons: int, generator: torch.Generator
                   ) -> torch.Tensor:
     """(cores, neurons, 4) integer weights per axon type.
@@ -75,6 +102,7 @@ class TrueNorthNet(nn.Module):
         super().__init__()
         _channels, height, width = input_shape
         self.num_classes = num_classes
+        self.input_shape = tuple(int(d) for d in input_shape)
         self.readout_gain = float(readout_gain)
         self.ensemble_sizes = tuple(int(n) for n in ensemble_sizes)
         sources = window_sources(height, width, window, stride)
@@ -109,12 +137,22 @@ class TrueNorthNet(nn.Module):
         onehot = torch.nn.functional.one_hot(self.output_class, self.num_classes).to(output.dtype)
         return output @ onehot / self.neurons_per_class_total
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def check_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` flattened to (batch, pixels) after checking it is (batch, *input_shape) with pixels in
+        [0, 1] (spike probabilities); TrueNorthInputError otherwise."""
+        if x.dim() != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise TrueNorthInputError(f"this truenorth network was built for input (batch, "
+                                      f"{', '.join(map(str, self.input_shape))}); got {tuple(x.shape)}")
         p = x.flatten(1)
-        low, high = torch.aminmax(p)
-        if float(low) < 0.0 or float(high) > 1.0:
-            raise ValueError(f"truenorth reads pixels as spike probabilities in [0, 1]; got values in "
-                             f"[{float(low):.3g}, {float(high):.3g}] (train with --normalization unit)")
+        if p.numel():
+            low, high = torch.aminmax(p)
+            if not (float(low) >= 0.0 and float(high) <= 1.0):  # NaN fails too
+                raise TrueNorthInputError(f"truenorth reads pixels as spike probabilities in [0, 1]; got values in "
+                                          f"[{float(low):.3g}, {float(high):.3g}]: {UNIT_PIXELS_HINT}")
+        return p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        p = self.check_input(x)
         for layer in self.layers:
             p = layer(p)
         return self.readout_gain * self.class_scores(p)
@@ -133,8 +171,11 @@ class TrueNorthNet(nn.Module):
 
         The crossbars come from ``generator.initial_seed()`` (so every batch evaluated with the same
         generator sees the same sampled networks, as a deployed chip would), cached until a parameter
-        changes; the input spikes are drawn from ``generator`` itself.
+        changes; the input spikes are drawn from ``generator`` itself. ``x``: (batch, *input_shape) in
+        [0, 1], else TrueNorthInputError (as for ``forward``); ``copies``: a positive integer.
         """
+        copies = ensemble_copies(copies, "copies")
+        self.check_input(x)
         key = (generator.initial_seed(), copies, str(x.device), self._weights_key())
         if self._sample_cache is None or self._sample_cache[0] != key:
             crossbar_generator = seeded_generator(generator.initial_seed(), "crossbar", device=x.device)
@@ -146,6 +187,7 @@ class TrueNorthNet(nn.Module):
     def ensemble_logits(self, x: torch.Tensor, copies: int, generator: torch.Generator) -> torch.Tensor:
         """Logits of an ensemble of ``copies`` sampled networks (see :meth:`ensemble_run`); its event
         counts are added to ``ensemble-<copies>``'s tally (:meth:`take_event_counts`)."""
+        copies = ensemble_copies(copies, "copies")
         logits, events = self.ensemble_run(x, copies, generator)
         images, sums = self._events.get(f"ensemble-{copies}", (0, {}))
         batch = len(x)

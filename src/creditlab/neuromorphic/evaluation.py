@@ -5,7 +5,7 @@ every N in ``sizes`` with the trainer's own :func:`creditlab.train.evaluate_vari
 ``ensemble-N`` of epoch ``epoch`` draws from ``seeded_generator(seed, "eval", "ensemble-N", epoch)``
 (its crossbars from that seed, its input spikes from the generator), so a size the trainer also
 evaluated in that epoch gets exactly the trainer's numbers. Beside each accuracy: the cores the
-ensemble occupies, its energy per image (:mod:`creditlab.neuromorphic.energy`) and its events per
+ensemble occupies, its energy per image under each model (:mod:`creditlab.neuromorphic.energy`) and its events per
 image (``SpikeCounts``, from the model's tally).
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from creditlab.neuromorphic.energy import energy_table
+from creditlab.neuromorphic.energy import energy_table, per_event_energy_uj
 
 if TYPE_CHECKING:
     from creditlab.rules import Rule
@@ -43,5 +43,7 @@ def ensemble_sweep(rule: Rule, images: torch.Tensor, labels: torch.Tensor, sizes
         model.release_samples()
     energy = energy_table(model.cores, tuple(sizes))
     for n in sizes:
-        variants[f"ensemble-{n}"].update({**energy[n], "events_per_image": events[f"ensemble-{n}"]})
+        counted = events[f"ensemble-{n}"]
+        variants[f"ensemble-{n}"].update({**energy[n], "per_event_uj": per_event_energy_uj(counted),
+                                          "events_per_image": counted})
     return variants

@@ -148,19 +148,22 @@ class STDPCSNN(nn.Module):
         """Pooled first-spike times (B, filters, H', W') of images in [0, 1]."""
         if not bool(self.trained):
             raise RuntimeError("the STDP-CSNN extractor is untrained: call fit() (or load trained weights) first")
-        c = self.config
         out = []
-        weights = self.weight.view(c.filters, -1)
         for i in range(0, len(images), chunk):
-            times = self.input_times(images[i:i + chunk])
-            b, _, h, w = times.shape
-            cols = F.unfold(times, c.kernel)  # (b, C*k*k, L)
-            ho, wo = h - c.kernel + 1, w - c.kernel + 1
-            rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
-            spikes = first_spikes(rows, weights, self.thresholds).times  # (b*L, F)
-            maps = spikes.view(b, ho, wo, c.filters).permute(0, 3, 1, 2)
-            out.append(-F.max_pool2d(-maps, c.pool))  # earliest spike per window
+            maps = self.conv_spike_times(self.input_times(images[i:i + chunk]))
+            out.append(-F.max_pool2d(-maps, self.config.pool))  # earliest spike per window
         return torch.cat(out)
+
+    @torch.no_grad()
+    def conv_spike_times(self, times: torch.Tensor) -> torch.Tensor:
+        """First-spike times (B, filters, H-k+1, W-k+1) of the conv neurons, before pooling, on
+        latency-coded inputs ``times`` (B, 2C, H, W) (``input_times``)."""
+        c = self.config
+        b, _, h, w = times.shape
+        cols = F.unfold(times, c.kernel)  # (b, C*k*k, L)
+        rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+        spikes = first_spikes(rows, self.weight.view(c.filters, -1), self.thresholds).times  # (b*L, F)
+        return spikes.view(b, h - c.kernel + 1, w - c.kernel + 1, c.filters).permute(0, 3, 1, 2)
 
     def _fit_epoch_compiled(self, times: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, weights: torch.Tensor,
                             thresholds: torch.Tensor, threshold_lr: float, a_plus: float, a_minus: float) -> int:

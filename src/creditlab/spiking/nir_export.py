@@ -4,14 +4,22 @@
 only when these functions run. Mapping:
 
 * classifier: ``Input (n_in) -> Linear (W) -> IF (r = 1, v_threshold = theta, v_reset = 0) -> Output``;
-* conv layer: ``Input (2C, H, W) -> Conv2d (filters, stride 1, no padding, no bias) -> IF -> SumPool2d
-  (pool x pool) -> Threshold (0) -> Output``; a pooled channel spikes when any neuron of its window
-  does, so its first spike is the window's earliest spike (our pooling of spike times).
+* conv layer: ``Input (2C, H, W) -> Conv2d (filters, stride 1, no padding, zero bias) -> IF ->
+  SumPool2d (pool x pool) -> Output``; the output counts the window's neurons that fire in a step, so
+  a window's first nonzero step is its earliest spike (our pooling of spike times).
 
-What NIR's IF does not say is in the node metadata: inputs are time-to-first-spike coded in [0, T_max]
-(``t_max``; no spike = T_max), every neuron fires at most once (``single_spike``; no reset matters),
-the test is strict V > theta after all input spikes of a timestamp, and the classifier's decision
-(first spike wins, ties to the larger V; ``neuron_class`` maps neurons to classes).
+**What another simulator runs the same, and what NIR cannot say.** A time-stepped NIR reader (Norse's
+``from_nir``, tested in ``tests/test_nir_interop.py``) runs these graphs equivalently when the inputs
+are presented on the event grid (:func:`event_steps`: one step per distinct input spike time, in
+order): NIR's IF with r = 1 and no leak integrates the step's inputs, fires on V > v_threshold (the
+strict test after a whole timestamp group, which is ours; Norse's Heaviside is strict too) and the
+first step it fires at is our first-spike time, exactly. What NIR cannot express, kept in metadata:
+(1) TTFS coding: a spike's *time* is the input, so a reader on a fixed grid (not ``event_steps``)
+agrees only within one step; (2) single spike: NIR's IF resets and fires again, which leaves first
+spikes unchanged but the spike counts not, so only first spikes are the output; (3) the classifier's
+decision: the earliest neuron wins, ties (same step) go to the larger V, then the lower index; NIR has
+no decision node, and a reader that takes the first spike with the lowest index ignores the V
+tie-break. With V read from the reader's own state the decisions agree exactly (tested).
 :func:`first_spike_times` simulates a read graph from its parameters alone.
 """
 
@@ -68,11 +76,9 @@ def extractor_graph(extractor: STDPCSNN) -> Any:
                           v_reset=np.zeros(conv_shape, dtype=np.float32), metadata=dict(NEURON_METADATA)),
         "pool": nir.SumPool2d(kernel_size=np.array([c.pool, c.pool]), stride=np.array([c.pool, c.pool]),
                               padding=np.array([0, 0])),
-        "first_in_window": nir.Threshold(threshold=np.zeros(extractor.output_shape, dtype=np.float32)),
         "output": nir.Output(output_type={"output": np.array(extractor.output_shape)}),
     }
-    edges = [("input", "conv"), ("conv", "neurons"), ("neurons", "pool"), ("pool", "first_in_window"),
-             ("first_in_window", "output")]
+    edges = [("input", "conv"), ("conv", "neurons"), ("neurons", "pool"), ("pool", "output")]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"creditlab": "stdp-csnn conv layer", "t_max": SILENT})
 
 
@@ -84,6 +90,16 @@ def write(graph: Any, path: str | os.PathLike) -> None:
 def read(path: str | os.PathLike) -> Any:
     """Read an NIR file."""
     return import_nir().read(path)
+
+
+def event_steps(input_times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """TTFS inputs (B, ...) as the steps a time-stepped NIR reader runs: ``(times (T,), spikes (T, B, ...))``
+    with one step per distinct spike time of the batch (< T_max), in increasing order, and
+    ``spikes[k]`` 1 where an input spikes at ``times[k]``. A neuron that first fires in step k has
+    first-spike time ``times[k]``; one that never fires, T_max."""
+    times = torch.unique(input_times[input_times < SILENT])
+    spikes = (input_times.unsqueeze(0) == times.view(-1, *([1] * input_times.dim()))).to(input_times.dtype)
+    return times, spikes
 
 
 def first_spike_times(graph: Any, input_times: torch.Tensor) -> torch.Tensor:
