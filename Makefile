@@ -10,7 +10,7 @@ export CREDITLAB_DATA := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: setup test demo bench bench-quick lint report docs clean
+.PHONY: setup test test-cpus demo bench bench-quick lint report docs clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,21 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# The numerically sensitive tests (bitwise repeatability, round-off tolerances) again with other CPUs'
+# kernels, forced on this one: ATen's baseline and AVX2 code paths, MKL's SSE2-compatible and AVX2
+# GEMMs, oneDNN capped to match. `make test` runs this CPU's own (AVX-512 where it has it).
+NUMERIC_TESTS := tests/test_trajectories.py tests/test_gaitprop.py tests/test_fa.py tests/test_fa_theory.py \
+	tests/test_dfa.py tests/test_kp.py tests/test_gevb.py tests/test_vnn.py tests/test_train.py tests/test_truenorth.py \
+	tests/test_sal_sampling.py tests/test_spiking_kernels.py
+CPU_KERNELS := "ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41" \
+	"ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2"
+
+test-cpus: setup
+	@for kernels in $(CPU_KERNELS); do \
+		env $$kernels $(PY) -c "import torch; print('== $$kernels: ATen CPU capability', torch.backends.cpu.get_cpu_capability())" && \
+		env $$kernels $(PY) -m pytest -q -n 2 --dist loadfile $(NUMERIC_TESTS) || exit 1; \
+	done
 
 demo: setup
 	$(VENV)/bin/creditlab demo

@@ -16,6 +16,15 @@ from creditlab.data import Dataset, load_dataset
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_report_header() -> str:
+    """Which CPU kernels this session computes with (``make test-cpus`` runs the numerically sensitive
+    tests under several): ATen's SIMD capability and the BLAS variables that choose MKL's / oneDNN's."""
+    chosen = ", ".join(f"{name}={os.environ[name]}" for name in
+                       ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+                       if name in os.environ)
+    return f"ATen CPU capability: {torch.backends.cpu.get_cpu_capability()}" + (f" ({chosen})" if chosen else "")
+
+
 def _data_root() -> Path:
     if os.environ.get("CREDITLAB_DATA"):
         return Path(os.environ["CREDITLAB_DATA"])

@@ -86,10 +86,18 @@ def test_conversion_keeps_forward_bit_identical_and_original_untouched(mode: str
         assert getattr(converted, "creditlab_name", None) == getattr(model, "creditlab_name", None)
 
 
+#: models whose FA backward runs other kernels than autograd's BP backward: the locally connected
+#: layer's patch and weight gradients are bmm's of contiguous copies, autograd's are bmm's of transposed
+#: views, and the GEMM library may sum those in another order (MKL_CBWR=COMPATIBLE does: 3 float32 ulps)
+REORDERED_SUMS = ("arelu-lc",)
+
+
 def test_fa_with_feedback_equal_to_weights_reproduces_backprop_exactly() -> None:
     for name, model, shape in _models():
         classes = 5 if name == "user" else 10
         x, y = _batch(shape, classes)
+        if name in REORDERED_SUMS:  # the same sums in another order: compare in float64
+            model, x = model.double(), x.double()
         rule = build_rule("fa", model)
         for _, layer in feedback_layers(rule.model):
             layer.feedback_weight.copy_(layer.weight.detach())
@@ -97,7 +105,15 @@ def test_fa_with_feedback_equal_to_weights_reproduces_backprop_exactly() -> None
         bp = build_rule("bp", copy.deepcopy(model))
         bp.step(x, y)
         for (pname, p), q in zip(rule.model.named_parameters(), bp.model.parameters(), strict=True):
-            assert torch.equal(p.grad, q.grad), f"{name}: {pname}"
+            if name not in REORDERED_SUMS:  # the same kernels on the same data: bitwise on any CPU
+                assert torch.equal(p.grad, q.grad), f"{name}: {pname}"
+                continue
+            # Two orders of one sum of n terms differ by <= 2 n u sum|terms| (u = 2^-53); the longest sums
+            # reordered here have n = 32 + 6 (a position's output channels, then the batch): 8.4e-15.
+            # The tolerance, 1e-12 of the gradient's largest element, leaves 100x for sum|terms| > max|g|.
+            # Measured: equal with the AVX2 and AVX-512 GEMMs, 2.6e-16 with MKL_CBWR=COMPATIBLE.
+            scale = float(q.grad.abs().max())
+            torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=1e-12 * scale, msg=f"{name}: {pname}")
 
 
 def test_fa_update_matches_hand_computed_backward() -> None:

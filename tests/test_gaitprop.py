@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,12 +39,60 @@ def _weight_cosines(rule: Rule, x: torch.Tensor, y: torch.Tensor) -> list[float]
             for n, p in rule.model.named_parameters() if n.endswith("weight")]
 
 
+def _relative_errors(rule: Rule, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """‖update − autograd's gradient‖ / ‖gradient‖ of the rule's step, per weight (input first)."""
+    rule.step(x, y)
+    true = rule.true_gradients(x, y)
+    return [float((p.grad - true[n]).norm() / true[n].norm())
+            for n, p in rule.model.named_parameters() if n.endswith("weight")]
+
+
+def _gaitprop_roundoff_bounds(rule: Rule, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Per weight (input first): the relative error that round-off can put in vanilla GAIT-prop's update
+    when it equals BP in exact arithmetic (orthogonal weights, no unit crossing 0 under the nudge).
+
+    The offset t_l − h_l is a difference of two activities of norm ‖h_l‖ (the nudged target comes back
+    through k = L − l exact inverses), so it carries an absolute error of c u ‖h_l‖ (u: the dtype's unit
+    round-off), while its size is γ^k ‖∂ℓ_n/∂h_l‖ (linearized GAIT-prop with W^{-1} = W^T is BP scaled
+    by γ per layer). Its relative error, and the update's, is c u γ^-k ‖h_l‖ / ‖∂ℓ_n/∂h_l‖: the γ^-k
+    amplification, with the ratio of norms taken from autograd (the same on every CPU to leading order;
+    the CPU's kernels only decide which way each rounding goes). c counts the roundings of one step
+    down: 4 elementwise ones (the nudge's sum, f⁻¹, the bias, the difference), each ≤ u relative, and
+    two n-term dot products (the forward matvec, the inverse's solve), each ≈ λ √n u in the probabilistic
+    model of rounding errors (Higham & Mary 2019; n u in the worst case), λ = 3: c = 4 + 2·3·√n = 52 for
+    n = 64. The errors the layers above pass down are smaller by a factor γ each. Measured
+    (``python tests/test_gaitprop.py --roundoff``): the errors are 0.17 to 0.36 of this bound, with the
+    default, AVX2 and AVX-512 kernels alike.
+    """
+    model = rule.model
+    unit_roundoff = torch.finfo(model.dtype).eps / 2
+    with torch.enable_grad():
+        forward = model.forward_pass(x)
+        per_sample_total = rule.loss_fn(forward.output[:, :model.num_classes], y) * len(y)  # Σ_n ℓ_n
+        activity_gradients = torch.autograd.grad(per_sample_total, forward.post)
+    bounds = []
+    for index, (activity, gradient) in enumerate(zip(forward.post, activity_gradients, strict=True)):
+        nudges = model.depth - 1 - index  # k: inverses between the output and this layer
+        c = 4 + 2 * 3 * math.sqrt(activity.shape[1])
+        ratio = float(activity.detach().norm() / gradient.norm())
+        bounds.append(c * unit_roundoff * rule.gamma ** -nudges * ratio)
+    return bounds
+
+
 @pytest.mark.parametrize("output_loss", ["mse", "cross-entropy"])
 def test_gaitprop_equals_backprop_with_orthogonal_weights(output_loss):
     rule = build_rule("gaitprop", _net(depth=4), gamma=1e-3, orthogonality=0.0, output_loss=output_loss)
     assert rule.model.dtype == torch.float64
-    cosines = _weight_cosines(rule, *_batch())
-    assert len(cosines) == 5 and min(cosines) >= 0.999, cosines
+    x, y = _batch()
+    bounds = _gaitprop_roundoff_bounds(rule, x, y)
+    errors = _relative_errors(rule, x, y)
+    # Equal to BP up to round-off amplified by γ^-k (see _gaitprop_roundoff_bounds): the bound is
+    # ~1e-14 at the top and grows ×1/γ per layer down to ~0.2 at the input layer (k = 4 nudges,
+    # γ^-4 = 1e12); an error below ρ means a cosine above √(1 − ρ²) (≥ 0.98 at the bottom, 1 − 1e-8 one
+    # layer up). The input layer's measured 1 − cos is 0.4e-3 to 1.2e-3 depending on the CPU's kernels:
+    # a fixed 0.999 held on one machine only.
+    assert len(errors) == 5 and all(e <= b for e, b in zip(errors, bounds, strict=True)), (errors, bounds)
+    assert bounds[0] < 0.5 and bounds[1] < 1e-3  # the bound still pins every layer to BP's direction
 
 
 def test_tower_gaitprop_equals_backprop():
@@ -258,3 +308,18 @@ def test_the_blocked_orthogonality_gradient_matches_autograd_at_the_papers_width
     (autograd,) = torch.autograd.grad(orthogonality_penalty(weight, "off-diagonal"), weight)
     assert torch.allclose(orthogonality_penalty_gradient(weight.detach(), "off-diagonal"), autograd,
                           rtol=1e-10, atol=1e-10)
+
+
+if __name__ == "__main__" and "--roundoff" in sys.argv:
+    # The measured side of _gaitprop_roundoff_bounds: error / bound per layer (input first), several batches;
+    # run under ATEN_CPU_CAPABILITY=default / avx2 / avx512 to see other CPUs' kernels.
+    torch.set_num_threads(1)
+    print(f"ATen CPU capability: {torch.backends.cpu.get_cpu_capability()}")
+    for output_loss in ("mse", "cross-entropy"):
+        for seed in (1, 2, 3, 4):
+            rule = build_rule("gaitprop", _net(depth=4), gamma=1e-3, orthogonality=0.0, output_loss=output_loss)
+            x, y = _batch(seed)
+            bounds = _gaitprop_roundoff_bounds(rule, x, y)
+            errors = _relative_errors(rule, x, y)
+            print(f"{output_loss:13s} batch {seed}: bound " + " ".join(f"{b:.1e}" for b in bounds)
+                  + " | error/bound " + " ".join(f"{e / b:.2f}" for e, b in zip(errors, bounds, strict=True)))
