@@ -112,15 +112,15 @@ class EProp(Rule):
                       ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """The update computed forward in time (module docstring); memory independent of T."""
         net = self.model
-        x = inputs.to(net.input_weight.dtype)
-        batch, steps, channels = x.shape
-        n, dtype = net.neurons, x.dtype
+        batch, steps, channels = inputs.shape
+        n, dtype = net.neurons, net.input_weight.dtype
+        x = inputs.new_zeros((), dtype=dtype)  # (dtype and device of the state; inputs are cast step by step)
         w_rec = net.recurrent_weight * net.recurrent_mask
         feedback = self._feedback()
         beta = net.beta.to(dtype)
         scored = targets != IGNORE_INDEX
         count = scored.sum().clamp(min=1)
-        state = {k: x.new_zeros(batch, n) for k in ("v", "a", "z", "r", "zbar", "psi")}
+        state = {k: x.new_zeros(batch, n) for k in ("v", "a", "z", "r", "zbar")}
         traces = {}
         for key, pre_size in (("in", channels), ("rec", n)):
             traces[key] = {"eps_v": x.new_zeros(batch, pre_size), "eps_a": x.new_zeros(batch, pre_size, n),
@@ -131,14 +131,14 @@ class EProp(Rule):
         spike_sum = x.new_zeros(n)
         outputs = x.new_zeros(batch, steps, net.classes)
         for t in range(steps):
-            z_prev, s = state["z"], state
-            for key, pre in (("in", x[:, t]), ("rec", z_prev)):
+            z_prev, s, x_t = state["z"], state, inputs[:, t].to(dtype)
+            for key, pre in (("in", x_t), ("rec", z_prev)):
                 tr = traces[key]
                 tr["eps_a"].mul_(net.rho).add_(tr["e"])                  # eps^a(t) = rho eps^a(t-1) + e(t-1)
                 tr["eps_v"].mul_(net.alpha).add_(pre)                    # eps^v(t) = alpha eps^v(t-1) + pre(t)
             # the neurons' step (the model's equations, module docstring of creditlab.models.lsnn)
             s["a"] = net.rho * s["a"] + z_prev
-            s["v"] = net.alpha * s["v"] + x[:, t] @ net.input_weight + z_prev @ w_rec - net.threshold * z_prev
+            s["v"] = net.alpha * s["v"] + x_t @ net.input_weight + z_prev @ w_rec - net.threshold * z_prev
             v_scaled = (s["v"] - net.threshold - beta * s["a"]) / net.threshold
             free = (s["r"] <= 0).to(dtype)
             z = (v_scaled > 0).to(dtype) * free
