@@ -141,11 +141,10 @@ def test_evidence_task_matches_its_definition() -> None:
 
 def test_killed_and_resumed_eprop_run_equals_the_uninterrupted_one(tmp_path, monkeypatch, one_thread) -> None:  # noqa: ANN001
     from creditlab.data.dataset import Dataset
+    from creditlab.data.generated import EVIDENCE_SHORT
     from creditlab.data.specs import DATASETS
     from creditlab.tasks import SEQUENCE_CLASSIFICATION
     from creditlab.train import train_from_names
-
-    from creditlab.data.generated import EVIDENCE_SHORT
 
     x, y = EVIDENCE_SHORT.generate(48, seeded_generator(2, "test"))
     data = Dataset(DATASETS.get("evidence-short"), x, y, x[:0], y[:0], x[:16], y[:16], SEQUENCE_CLASSIFICATION)
