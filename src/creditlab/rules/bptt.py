@@ -23,8 +23,9 @@ class BPTT(Rule):
     name = "bptt"
     description = "BPTT on the LSNN: autograd through time with the surrogate spike derivative"
     accepts = "model lsnn (a recurrent spiking network; sequence datasets evidence, evidence-short)"
-    demo = DemoSetting(floor=0.75, model="lsnn", dataset="evidence-short", train_limit=1280, test_limit=512,
-                       why="2-class task: chance 0.50")
+    # measured 0.84 (seed 0, 20 iterations of 64)
+    demo = DemoSetting(floor=0.65, model="lsnn", dataset="evidence-short", train_limit=1280, test_limit=512,
+                       why="2-class cue task (chance 0.50) after 20 iterations of 64: chance + 0.15, measured 0.84")
 
     @classmethod
     def check_model(cls, model: torch.nn.Module) -> None:  # noqa: D102

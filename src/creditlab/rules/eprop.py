@@ -56,8 +56,10 @@ class EProp(Rule):
     name = "eprop"
     description = "e-prop (Bellec 2020): eligibility traces x learning signal, forward in time (LSNN)"
     accepts = "model lsnn (a recurrent spiking network; sequence datasets evidence, evidence-short)"
-    demo = DemoSetting(floor=0.75, model="lsnn", dataset="evidence-short", train_limit=1280, test_limit=512,
-                       rule_options={"implementation": "autodiff"}, why="2-class task: chance 0.50")
+    # measured 0.78 (seed 0, 20 iterations of 64); the short budget is far from the task's < 7 % error
+    demo = DemoSetting(floor=0.65, model="lsnn", dataset="evidence-short", train_limit=1280, test_limit=512,
+                       rule_options={"implementation": "autodiff"},
+                       why="2-class cue task (chance 0.50) after 20 iterations of 64: chance + 0.15, measured 0.78")
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn | None = None, feedback: str = "symmetric",
                  implementation: str = "online", seed: int = 0, feedback_lr: float = 0.01,
