@@ -161,3 +161,17 @@ def test_killed_and_resumed_eprop_run_equals_the_uninterrupted_one(tmp_path, mon
     assert torch.equal(full_state["rule"]["feedback_weight"], cut_state["rule"]["feedback_weight"])
     for key, value in full_state["model"].items():
         assert torch.equal(value, cut_state["model"][key]), key
+
+
+def test_alignment_reports_the_exact_readout_and_the_approximate_recurrent_update(one_thread) -> None:
+    """--track-alignment's measurement: e-prop's readout update is BPTT's (0 degrees), its recurrent one is not."""
+    from creditlab.analysis.alignment import measure_alignment
+
+    model = _network()
+    x, y = _batch()
+    metrics = measure_alignment(build_rule("eprop", model, feedback="random"), x, y)
+    assert set(metrics) == {"input_weight", "recurrent_weight", "readout_weight"}
+    angle = next(k for k in metrics["readout_weight"] if k.startswith("angle"))
+    assert metrics["readout_weight"][angle] < 1e-3
+    assert metrics["recurrent_weight"][angle] > 1.0
+    assert 0 < metrics["readout_weight"]["weight_feedback_angle_deg"] < 180

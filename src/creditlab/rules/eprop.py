@@ -172,6 +172,10 @@ class EProp(Rule):
                  "readout_weight": grad_out}
         return grads, loss_sum / count, outputs
 
+    def feedback_matrices(self) -> dict[str, torch.Tensor]:
+        """``{"readout_weight": B}`` for random and adaptive feedback (alignment reports the W_out-B angle)."""
+        return {} if self.feedback == "symmetric" else {"readout_weight": self.feedback_weight}
+
     def true_gradients(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """BPTT's gradient of the loss e-prop descends (the comparison of ``--track-alignment``)."""
         return lsnn_gradients(self.model, inputs, targets, loss_fn=self.loss_fn)[0]
