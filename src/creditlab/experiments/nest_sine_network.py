@@ -1,10 +1,11 @@
 """Run NEST's own e-prop sine-wave regression (the setting of NEST's test_eprop_regression) and print its
 per-iteration losses, the weights it started from, its inputs and target as JSON.
 
-Run with a Python that has NEST (``pip install nest-simulator`` in a separate venv, not creditlab's)::
+Run as a script by a Python that has NEST (``pip install nest-simulator`` in a separate venv, not
+creditlab's); ``creditlab reproduce eprop-nest-sine --opt nest_python=NESTVENV/bin/python`` does so and
+records the losses beside the test file's. This module imports only numpy (NEST inside :func:`main`)::
 
-    NESTVENV/bin/python benchmarks/nest_eprop_sine.py eprop_iaf adam > nest_sine_eprop_iaf.json
-    NESTVENV/bin/python benchmarks/nest_eprop_sine.py eprop_iaf --record results/eprop/eprop-nest-sine/results.jsonl
+    NESTVENV/bin/python src/creditlab/experiments/nest_sine_network.py eprop_iaf adam
 
 The network is built from the test's description (nest-simulator testsuite/pytests/synapses/
 test_eprop_plasticity.py, test_eprop_regression): 100 parrot inputs, 100 recurrent neurons, 1
@@ -103,44 +104,5 @@ def main(neuron_model: str, optimizer: str) -> dict:
             "w_out": w_out.tolist(), "w_feedback": w_feedback.tolist()}
 
 
-def record(result: dict, reference: list[float], source: str) -> dict:
-    """A results record (the fields of ``creditlab.results.make_record``, written without torch): NEST's
-    losses from this run beside the reference losses NEST's test file states."""
-    import datetime as dt
-    import platform
-    import subprocess
-
-    losses = result["losses"]
-    relative = [abs(a - b) / abs(b) for a, b in zip(losses, reference)]
-    commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True).stdout.strip()
-    config = {"neuron_model": result["neuron_model"], "optimizer": result["optimizer"], "n_in": 100, "n_rec": 100,
-              "n_out": 1, "iterations": 5, "sequence_steps": 100, "numpy_seed": 1, "threads": 1}
-    return {"kind": "reproduce", "name": f"eprop-nest-sine/nest/{result['neuron_model']}", "config": config,
-            "config_key": "", "epochs": [],
-            "final": {"nest_losses": losses, "reference_losses": reference, "max_relative_difference": max(relative),
-                      "nest_version": result["nest_version"], "reference_source": source},
-            "wall_time_s": 0.0, "device": f"cpu:{platform.machine()}x1threads", "commit": commit or None,
-            "dirty": None, "versions": {"nest": result["nest_version"], "numpy": np.__version__},
-            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-
-
 if __name__ == "__main__":
-    # NEST_MODEL [OPTIMIZER] [--record PATH]: with --record, append a record comparing NEST's losses with the
-    # test file's (creditlab.papers.bellec2020, importable without torch) to PATH
-    args = [a for a in sys.argv[1:] if a != "--record"]
-    path = sys.argv[sys.argv.index("--record") + 1] if "--record" in sys.argv else None
-    if path is not None:
-        args.remove(path)
-    model = args[0] if args else "eprop_iaf"
-    result = main(model, args[1] if len(args) > 1 else ("adam" if model == "eprop_iaf" else "gradient_descent"))
-    if path is None:
-        print(json.dumps(result))
-    else:
-        sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "src"))
-        from creditlab.papers.bellec2020 import NEST_SINE_LOSSES, NEST_SINE_SOURCE
-
-        line = record(result, list(NEST_SINE_LOSSES[model]), NEST_SINE_SOURCE)
-        __import__("pathlib").Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line) + "\n")
-        print(json.dumps(line["final"]))
+    print(json.dumps(main(sys.argv[1], sys.argv[2])))
