@@ -198,7 +198,8 @@ def scaling_tables(records: list[dict[str, Any]]) -> list[Table]:
         config = timing[0]["config"]
         tables.append(Table(["contender", "median ms/step", "over BPTT"], rows,
                             [f"T = {config['steps']}, batch {config['batch_size']}, {config['rounds']} interleaved "
-                             f"rounds in one process, {config['threads']} thread(s)."], f"Step time at T = {config['steps']}"))
+                             f"rounds in one process, {config['threads']} thread(s)."],
+                            f"Step time at T = {config['steps']}"))
     return tables
 
 

@@ -72,8 +72,8 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
                                   check=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
             result = json.loads(done.stdout.strip().splitlines()[-1])
             losses = result["losses"]
-            final.update(nest_losses=losses, nest_version=result["nest_version"],
-                         max_relative_difference=max(abs(a - b) / abs(b) for a, b in zip(losses, reference)))
+            relative = [abs(a - b) / abs(b) for a, b in zip(losses, reference, strict=True)]
+            final.update(nest_losses=losses, nest_version=result["nest_version"], max_relative_difference=max(relative))
         config = {"neuron_model": model, "optimizer": optimizer, "n_in": 100, "n_rec": 100, "n_out": 1,
                   "iterations": 5, "sequence_steps": 100, "numpy_seed": 1, "quick": ctx.quick,
                   "python": sys.version.split()[0]}

@@ -26,7 +26,7 @@ def superimposed_sines(rng_uniform, steps: int, periods: list[int]) -> np.ndarra
     amplitudes = rng_uniform(0.5, 2.0, len(periods))
     phases = rng_uniform(0.0, 2.0 * np.pi, len(periods))
     total = sum(a * np.sin(np.linspace(p, p + 2.0 * np.pi * (steps // period), steps))
-                for a, p, period in zip(amplitudes, phases, periods))
+                for a, p, period in zip(amplitudes, phases, periods, strict=True))
     total = total - total[0]
     return total / max(np.abs(total).max(), 1e-6)
 
