@@ -175,3 +175,16 @@ def test_alignment_reports_the_exact_readout_and_the_approximate_recurrent_updat
     assert metrics["readout_weight"][angle] < 1e-3
     assert metrics["recurrent_weight"][angle] > 1.0
     assert 0 < metrics["readout_weight"]["weight_feedback_angle_deg"] < 180
+
+
+@pytest.mark.parametrize("model,optimizer", [("eprop_iaf", "adam"), ("eprop_iaf_adapt", "gradient_descent")])
+def test_nest_convention_eprop_gives_the_losses_nest_test_file_asserts(model: str, optimizer: str) -> None:
+    """Against an independent source: the five losses nest-simulator's test_eprop_regression asserts
+    (rtol 1e-8 there; its values carry 14 significant digits)."""
+    import numpy as np
+
+    from creditlab.papers.bellec2020 import NEST_SINE_LOSSES
+    from creditlab.spiking.eprop_nest import NestSineSetting, simulate_nest_sine
+
+    losses = simulate_nest_sine(NestSineSetting(neuron_model=model, optimizer=optimizer))["losses"]
+    np.testing.assert_allclose(losses, NEST_SINE_LOSSES[model], rtol=1e-10)
