@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment
+from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
 from creditlab.papers.bellec2020 import NEST_SINE_LOSSES, NEST_SINE_SOURCE
+from creditlab.report.headline import Headline, newest_runs
 from creditlab.report.render import Table
 from creditlab.results import make_record
 from creditlab.spiking.eprop_nest import NestSineSetting, simulate_nest_sine
@@ -96,3 +97,36 @@ def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
             f"{final['creditlab_vs_nest']:.1e}"
         print(f"{model}: creditlab vs test file {final['creditlab_vs_reference']:.1e}; {shown}")
     return records
+
+
+@register_headline("eprop", order=90)
+def eprop_headline(records: list[dict[str, Any]]) -> list[Headline]:
+    """README rows: the NEST losses (creditlab vs the test file) and the evidence task's stopping iterations."""
+    from creditlab.papers.bellec2020 import EVIDENCE_ITERATIONS
+
+    rows = []
+    nest = newest_runs(records, "eprop-nest-sine/")
+    if nest:
+        worst = max(r["final"]["creditlab_vs_reference"] for r in nest.values())
+        versus = [r["final"]["creditlab_vs_nest"] for r in nest.values()
+                  if r["final"].get("creditlab_vs_nest") is not None]
+        ours = f"max rel. diff. {worst:.1e} over {len(nest)} × 5 losses" + \
+            (f"; vs NEST 3.10 run here {max(versus):.1e}" if versus else "")
+        rows.append(Headline("Bellec et al. 2020 (e-prop) in NEST", "NEST's e-prop sine regression: 5 losses per "
+                             f"model ({', '.join(sorted(nest))}) under NEST's conventions", ours,
+                             "NEST test file's losses (rtol 1e-8)", "verified", "the test's full setting",
+                             "docs/papers/eprop.md"))
+    evidence = newest_runs(records, "eprop-evidence/")
+    if evidence:
+        def shown(label: str, record: dict[str, Any]) -> str:
+            final = record["final"]
+            stop = f"{final['iterations']} it." if final["stopped"] else f"> {final['iterations']} it."
+            return f"{label.split('/', 1)[-1]} {stop} ({100 * final['test_error']:.1f} %)"
+        task = next(iter(evidence.values()))["config"]
+        rows.append(Headline("Bellec et al. 2020 (e-prop)", "evidence accumulation: iterations to < 7 % error "
+                             "(test error), e-prop beside BPTT", ", ".join(shown(k, r) for k, r in evidence.items()),
+                             f"≤ {EVIDENCE_ITERATIONS.value:g} iterations (authors' README)",
+                             EVIDENCE_ITERATIONS.status,
+                             f"task {task.get('task')} ({task.get('steps')} steps; paper 2250), batch "
+                             f"{task.get('batch_size')}, seed {task.get('seed')}", "docs/papers/eprop.md"))
+    return rows
