@@ -188,3 +188,19 @@ def test_nest_convention_eprop_gives_the_losses_nest_test_file_asserts(model: st
 
     losses = simulate_nest_sine(NestSineSetting(neuron_model=model, optimizer=optimizer))["losses"]
     np.testing.assert_allclose(losses, NEST_SINE_LOSSES[model], rtol=1e-10)
+
+
+def test_nir_export_reads_back_and_simulates_like_the_model(tmp_path) -> None:  # noqa: ANN001
+    """Written to a file and read back, the graph simulated from its nodes gives the model's readout
+    (float32 weights); ignoring the ALIF metadata changes it (NIR cannot express the adaptive threshold)."""
+    pytest.importorskip("nir")
+    from creditlab.spiking import lsnn_nir, nir_export
+
+    model = _network(dtype=torch.float32, threshold=0.1)
+    x, _ = _batch()
+    nir_export.write(lsnn_nir.lsnn_graph(model), tmp_path / "lsnn.nir")
+    graph = nir_export.read(tmp_path / "lsnn.nir")
+    with torch.no_grad():
+        expected = model.double()(x)
+    torch.testing.assert_close(lsnn_nir.simulate(graph, x), expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(lsnn_nir.simulate(graph, x, adaptive=False), expected, atol=1e-6)
