@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from creditlab.errors import OptionError
 from creditlab.experiments import ExperimentContext, ExperimentOption, register_experiment, register_headline
 from creditlab.papers.bellec2020 import NEST_SINE_LOSSES, NEST_SINE_SOURCE
 from creditlab.report.headline import Headline, newest_runs
@@ -61,12 +62,13 @@ def nest_tables(records: list[dict[str, Any]]) -> list[Table]:
 @register_experiment("eprop-nest-sine", "NEST's e-prop sine regression: creditlab under NEST's conventions beside "
                      "NEST (separate venv) and the losses its test file asserts", summary=nest_tables,
                      options={"nest_python": ExperimentOption("", "a Python interpreter with nest-simulator "
-                                                              "to run NEST beside ('': creditlab only)")})
+                                                              "to run NEST beside ('': creditlab only)",
+                                                              unbounded=True)})
 def run(ctx: ExperimentContext) -> list[dict[str, Any]]:
     """Per NEST model: creditlab's losses, NEST's (under ``nest_python``), the test file's; one record each."""
     interpreter = ctx.options["nest_python"]
-    if interpreter and not ctx.quick and not Path(interpreter).is_file():
-        raise ValueError(f"--opt nest_python={interpreter!r}: no such interpreter")
+    if interpreter and not ctx.quick and not Path(interpreter).is_file():  # checked here: a path of this machine
+        raise OptionError(f"--opt nest_python={interpreter!r}: no such interpreter")
     script = Path(__file__).with_name("nest_sine_network.py")
     records = []
     for model, optimizer in NEST_MODELS.items():
