@@ -204,3 +204,20 @@ def test_nir_export_reads_back_and_simulates_like_the_model(tmp_path) -> None:  
         expected = model.double()(x)
     torch.testing.assert_close(lsnn_nir.simulate(graph, x), expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(lsnn_nir.simulate(graph, x, adaptive=False), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--rule-opt", "feedback=nope"], "feedback='nope' does not exist"),
+    (["--model-opt", "n_adaptive=-1"], "n_adaptive"),
+    (["--model-opt", "n_regular=0", "--model-opt", "n_adaptive=0"], "LIF/ALIF split"),
+    (["--rule-opt", "implementation=hardcoded"], "implementation"),
+])
+def test_cli_refuses_bad_options_with_exit_2(flags: list[str], message: str, tmp_path) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from creditlab.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--rule", "eprop", "--model", "lsnn", "--data", "evidence-short",
+                                      "--epochs", "1", "--quiet", "--out", str(tmp_path), *flags])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
