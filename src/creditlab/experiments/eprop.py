@@ -57,7 +57,8 @@ def evidence_tables(records: list[dict[str, Any]]) -> list[Table]:
         stop = f"{final['iterations']}" if final["stopped"] else f"not reached in {final['iterations']}"
         rows.append([label, str(config.get("steps")), stop, f"{100 * final['test_error']:.1f}",
                      "yes" if final.get("reached_target") else "no", fmt(final.get("median_step_ms"), 3),
-                     f"{config.get('batch_size')} × Adam {config.get('lr')}, {config.get('implementation')}"])
+                     f"{config.get('batch_size')} × Adam {config.get('lr')}"
+                     + (f", {config.get('implementation')}" if label.split("/")[-1].startswith("eprop") else "")])
     notes = [f"Stopping criterion: validation error < {100 * EVIDENCE_STOP_ERROR.value:g} % on one batch, confirmed "
              f"on 8 more (authors' tutorial); target: within {EVIDENCE_ITERATIONS.value:g} iterations "
              f"({EVIDENCE_ITERATIONS.status}: {EVIDENCE_ITERATIONS.source}). Test error: 4 fresh batches."]
