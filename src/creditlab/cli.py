@@ -236,6 +236,9 @@ def datasets(data_dir: Annotated[str | None, typer.Option(help="dataset director
     roots = search_roots(data_dir)
     for name in DATASETS.names():
         spec = DATASETS.get(name)
+        if spec.generator is not None:  # built by the library from the run's seed: no files
+            typer.echo(f"{name:14s} {spec.train_size}+{spec.test_size} sequences {spec.image_shape}  generated")
+            continue
         found = [locate(spec, f, roots) for f in spec.train_files + spec.test_files]
         where = str(found[0].parent) if all(found) else "missing (downloads on first use when online)"
         typer.echo(f"{name:14s} {spec.train_size}+{spec.test_size} images {spec.image_shape}  {where}")

@@ -8,6 +8,9 @@ hard-coded argmax:
   metrics ``accuracy`` and ``loss``;
 - :data:`REGRESSION`: float targets ``(batch,)`` or ``(batch, dims)``, mean squared error, metrics
   ``mse`` (mean over examples and dims) and ``loss``.
+- :data:`SEQUENCE_CLASSIFICATION`: outputs ``(batch, time, classes)``, targets ``(batch, time)`` class
+  indices with ``IGNORE_INDEX`` (-100) on the steps that are not scored; cross-entropy averaged over
+  the scored steps; ``accuracy`` of the argmax of the outputs averaged over each example's scored steps.
 
 ``primary_metric`` and ``higher_is_better`` tell early stopping what "better" means.
 """
@@ -110,7 +113,43 @@ class Regression(Task):
         return {"mse": sums["squared_error"] / count, "loss": sums["loss"] / count}
 
 
+#: a sequence target that is not scored (PyTorch's cross-entropy default ``ignore_index``)
+IGNORE_INDEX = -100
+
+
+class SequenceClassification(Task):
+    """Per-step class targets over a sequence (``IGNORE_INDEX`` where a step is not scored): the loss is
+    the cross-entropy averaged over the scored steps, the prediction the argmax of the outputs averaged
+    over an example's scored steps (e-prop's evidence-accumulation task: the recall window)."""
+
+    name = "sequence-classification"
+    primary_metric = "accuracy"
+    higher_is_better = True
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+    def check_targets(self, targets: torch.Tensor, batch_size: int) -> torch.Tensor:  # noqa: D102
+        if targets.dim() != 2 or targets.shape[0] != batch_size:
+            raise ValueError(f"sequence targets must have shape (batch, time) with batch = {batch_size}, got "
+                             f"{tuple(targets.shape)}")
+        if targets.dtype not in INTEGER_TARGET_DTYPES:
+            raise ValueError(f"sequence-classification targets must be integer class indices, got {targets.dtype}")
+        return targets if targets.dtype == torch.int64 else targets.long()
+
+    def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: D102
+        scored = (targets != IGNORE_INDEX).to(outputs.dtype)  # (batch, time)
+        mean_output = (outputs * scored[..., None]).sum(1) / scored.sum(1, keepdim=True).clamp(min=1)
+        label = targets.max(dim=1).values  # the scored steps' class (ignored steps are -100)
+        return {"correct": (mean_output.argmax(1) == label).sum()}
+
+    def finish(self, sums: dict[str, float], count: int) -> dict[str, float]:  # noqa: D102
+        return {"accuracy": sums["correct"] / count, "loss": sums["loss"] / count}
+
+
 CLASSIFICATION = Classification()
 REGRESSION = Regression()
+SEQUENCE_CLASSIFICATION = SequenceClassification()
 
-__all__ = ["CLASSIFICATION", "REGRESSION", "Classification", "Regression", "Task"]
+__all__ = ["CLASSIFICATION", "IGNORE_INDEX", "REGRESSION", "SEQUENCE_CLASSIFICATION", "Classification",
+           "Regression", "SequenceClassification", "Task"]

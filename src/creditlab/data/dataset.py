@@ -119,7 +119,8 @@ def load_dataset(
     """Load a verified dataset as tensors on ``device``.
 
     Args:
-        name: ``mnist``, ``fashion-mnist``, ``kmnist`` or ``cifar10``.
+        name: ``mnist``, ``fashion-mnist``, ``kmnist`` or ``cifar10``; or a dataset the library builds
+            (``evidence``, ``evidence-short``: :mod:`creditlab.data.generated`, seeded by ``seed``).
         data_dir: searched first; then ``$CREDITLAB_DATA``; then ``~/.cache/creditlab``.
         val_fraction: share of the training set held out as a validation split (seeded).
         normalization: ``standard`` (dataset mean/std), ``unit`` ([0, 1]), ``symmetric`` ([-1, 1]) or
@@ -131,6 +132,10 @@ def load_dataset(
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     device = torch.device(device)
+    if spec.generator is not None:  # built by the library (spike sequences: no normalization applies)
+        from creditlab.data.generated import build_generated
+
+        return build_generated(name, spec.generator, spec.train_size, spec.test_size, seed, val_fraction, device)
     train_x, train_y, test_x, test_y = _raw_arrays(spec, data_dir, allow_download)
     x = _to_float(train_x, spec, normalization, device)
     y = torch.from_numpy(train_y.astype(np.int64)).to(device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from creditlab.registry import Registry
 
@@ -26,7 +27,7 @@ class DatasetSpec:
 
     name: str
     folder: str
-    format: str  # "idx" or "cifar-binary"
+    format: str  # "idx", "cifar-binary" or "generated"
     train_files: tuple[FileSpec, ...]
     test_files: tuple[FileSpec, ...]
     image_shape: tuple[int, int, int]
@@ -38,6 +39,8 @@ class DatasetSpec:
     mirrors: tuple[str, ...] = field(default=())
     archive: tuple[str, str] | None = None  # (file name, md5) of a tar.gz holding the files
     classes: tuple[str, ...] = field(default=())
+    #: a dataset the library builds (format "generated"): its generator (creditlab.data.generated)
+    generator: Any = None
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -162,3 +165,22 @@ _register(
         classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
     )
 )
+
+
+# -- datasets the library builds (seeded, no files): sequences (time, channels) of spikes -----------
+
+def _register_generated(name: str, generator: Any, train_size: int, test_size: int) -> None:
+    _register(DatasetSpec(name=name, folder="", format="generated", train_files=(), test_files=(),
+                          image_shape=(generator.steps, 40), num_classes=2, train_size=train_size,
+                          test_size=test_size, mean=(0.0,), std=(1.0,), classes=("left", "right"),
+                          generator=generator))
+
+
+def _generated() -> None:
+    from creditlab.data.generated import EVIDENCE, EVIDENCE_SHORT
+
+    _register_generated("evidence", EVIDENCE, 1024, 256)  # e-prop's cue task, 2250 steps
+    _register_generated("evidence-short", EVIDENCE_SHORT, 4096, 512)  # the same task in 235 steps
+
+
+_generated()

@@ -100,7 +100,7 @@ class Rule(nn.Module):
     #: how the demo shows this rule and its floor there (every registered rule must set one)
     demo: ClassVar[DemoSetting | None] = None
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, task: Task = CLASSIFICATION) -> None:
+    def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, task: Task | None = None) -> None:
         super().__init__()
         trained_by = getattr(model, "trained_by", None)  # a model may name the only rules that train it
         require(trained_by is None or self.name in trained_by, type(self), model,
@@ -108,8 +108,9 @@ class Rule(nn.Module):
         type(self).check_model(model)
         # stored outside the module tree on purpose (see module docstring)
         self.__dict__["model"] = self.prepare_model(model)
-        self.task = task
-        self.loss_fn = task.loss if loss_fn is None else loss_fn
+        # a model that scores its outputs its own way names its task (the LSNN's sequence classification)
+        self.task = task if task is not None else getattr(model, "task", CLASSIFICATION)
+        self.loss_fn = self.task.loss if loss_fn is None else loss_fn
 
     model: nn.Module
 
