@@ -23,9 +23,10 @@ class BPTT(Rule):
     name = "bptt"
     description = "BPTT on the LSNN: autograd through time with the surrogate spike derivative"
     accepts = "model lsnn (a recurrent spiking network; sequence datasets evidence, evidence-short)"
-    # measured 0.84 (seed 0, 20 iterations of 64)
-    demo = DemoSetting(floor=0.65, model="lsnn", dataset="evidence-short", train_limit=1280, test_limit=512,
-                       why="2-class cue task (chance 0.50) after 20 iterations of 64: chance + 0.15, measured 0.84")
+    # measured 0.88 / 0.88 (seeds 0 / 1) after 70 iterations of 64 (about 11 s); the task needs some 250-350
+    # iterations to reach 93 % (creditlab reproduce eprop-evidence), so the floor sits at chance + 0.30
+    demo = DemoSetting(floor=0.80, model="lsnn", dataset="evidence-short", train_limit=4480, test_limit=512,
+                       why="2-class cue task (chance 0.50) after 70 iterations of 64, far from the 250-350 it needs")
 
     @classmethod
     def check_model(cls, model: torch.nn.Module) -> None:  # noqa: D102

@@ -56,10 +56,11 @@ class EProp(Rule):
     name = "eprop"
     description = "e-prop (Bellec 2020): eligibility traces x learning signal, forward in time (LSNN)"
     accepts = "model lsnn (a recurrent spiking network; sequence datasets evidence, evidence-short)"
-    # measured 0.78 (seed 0, 20 iterations of 64); the short budget is far from the task's < 7 % error
-    demo = DemoSetting(floor=0.65, model="lsnn", dataset="evidence-short", train_limit=1280, test_limit=512,
+    # measured 0.89 / 0.90 (seeds 0 / 1) after 70 iterations of 64 (about 11 s); the task needs some 250-350
+    # iterations to reach 93 % (creditlab reproduce eprop-evidence), so the floor sits at chance + 0.30
+    demo = DemoSetting(floor=0.80, model="lsnn", dataset="evidence-short", train_limit=4480, test_limit=512,
                        rule_options={"implementation": "autodiff"},
-                       why="2-class cue task (chance 0.50) after 20 iterations of 64: chance + 0.15, measured 0.78")
+                       why="2-class cue task (chance 0.50) after 70 iterations of 64, far from the 250-350 it needs")
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn | None = None, feedback: str = "symmetric",
                  implementation: str = "online", seed: int = 0, feedback_lr: float = 0.01,
