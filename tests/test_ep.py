@@ -161,3 +161,27 @@ def test_cli_trains_each_variant_with_alignment(tmp_path, data_root) -> None:
         assert result.exit_code == 0, result.output
         summary = json.loads(result.stdout.strip().splitlines()[-1])
         assert summary["rule"] == rule and summary["epochs"] == 1
+
+
+@pytest.mark.parametrize(("rule", "options"), [("ep", {"random_sign": True, "noise": 0.05}),
+                                               ("hep", {"N": 3, "noise": 0.05})])
+def test_killed_and_resumed_run_equals_the_uninterrupted_one(rule, options, mnist_small, tmp_path, monkeypatch,
+                                                             one_thread) -> None:
+    """The rule's generator (random signs, relaxation noise) survives the kill; states are recomputed."""
+    from conftest import killed_at_step
+    from creditlab.train import train_from_names
+
+    settings = {"epochs": 2, "train_limit": 200, "test_limit": 100, "batch_size": 20, "progress": False,
+                "model_options": {"hidden": [16], "seed": 0}, "rule_options": {"T1": 4, "T2": 2, **options}}
+    full = train_from_names(rule, "energy-mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "full"),
+                            **settings)
+    with killed_at_step(monkeypatch, 15):  # in the middle of the second epoch (10 steps per epoch)
+        train_from_names(rule, "energy-mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "cut"), **settings)
+    resumed = train_from_names(rule, "energy-mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "cut"),
+                               resume=True, **settings)
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
+    full_state = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
+    cut_state = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    for key, value in full_state["model"].items():
+        assert torch.equal(value, cut_state["model"][key]), key
+    assert torch.equal(full_state["rule"]["_extra_state"]["generator"], cut_state["rule"]["_extra_state"]["generator"])

@@ -44,7 +44,8 @@ from creditlab.seeding import seeded_generator
 #: salt of the rule's generator (random signs, noise)
 EP_SEED_SALT = "equilibrium-propagation"
 
-#: demo on MNIST: a narrow net, few relaxation steps, 3000 images (measured in the docstring of each)
+#: demo on MNIST: a narrow net, few relaxation steps, 3000 images; measured 0.772 (ep), 0.761 (ep-sym),
+#: 0.764 (hep) in 1.2 / 1.5 / 2.5 s (1 thread, seed 0), floors 0.65
 DEMO_MODEL = {"hidden": [64], "steps": 10}
 DEMO_TRAINING = {"lr": 0.1, "batch_size": 20}
 
@@ -162,7 +163,7 @@ class ClassicEP(EquilibriumPropagation):
 
     name = "ep"
     description = "equilibrium propagation (Scellier & Bengio 2017): free and nudged phase, one-sided estimate"
-    demo = DemoSetting(floor=0.60, model="energy-mlp", model_options=DEMO_MODEL, training=DEMO_TRAINING,
+    demo = DemoSetting(floor=0.65, model="energy-mlp", model_options=DEMO_MODEL, training=DEMO_TRAINING,
                        rule_options={"T1": 10, "T2": 4, "beta": 0.5})
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, T1: int = 30, T2: int = 10,  # noqa: N803
@@ -189,7 +190,7 @@ class SymmetricEP(EquilibriumPropagation):
 
     name = "ep-sym"
     description = "symmetric equilibrium propagation (Laborieux et al. 2021): nudging at +β and −β"
-    demo = DemoSetting(floor=0.60, model="energy-mlp", model_options=DEMO_MODEL, training=DEMO_TRAINING,
+    demo = DemoSetting(floor=0.65, model="energy-mlp", model_options=DEMO_MODEL, training=DEMO_TRAINING,
                        rule_options={"T1": 10, "T2": 4, "beta": 0.5})
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, T1: int = 30, T2: int = 10,  # noqa: N803
@@ -210,7 +211,7 @@ class HolomorphicEP(EquilibriumPropagation):
     name = "hep"
     description = "holomorphic EP (Laborieux & Zenke 2022): N complex nudges on a circle, exact at finite β"
     accepts = "energy-mlp with a holomorphic activation (activation=my-sigmoid, the default)"
-    demo = DemoSetting(floor=0.60, model="energy-mlp", model_options=DEMO_MODEL, training=DEMO_TRAINING,
+    demo = DemoSetting(floor=0.65, model="energy-mlp", model_options=DEMO_MODEL, training=DEMO_TRAINING,
                        rule_options={"T1": 10, "T2": 4, "beta": 0.5, "N": 4})
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, T1: int = 30, T2: int = 10,  # noqa: N803
