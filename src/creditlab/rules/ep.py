@@ -22,7 +22,8 @@ free step and the nudged state (departure: the authors average the last 5 steps 
 
 Options: ``T1`` (≥ 1), ``T2`` (≥ 1), ``beta`` (≠ 0; its sign is the first point's), ``N`` (hep, ≥ 2),
 ``loss`` (``ce`` / ``mse``), ``noise`` (≥ 0), ``random_sign`` (ep: β's sign drawn per batch,
-Scellier & Bengio 2017), ``seed`` (the rule's generator: random signs and noise; kept in the state
+Scellier & Bengio 2017), ``layer_scales`` (per weight layer, multiplies g: per-layer learning
+rates lr·scale_k, e.g. Scellier & Bengio's α = 0.1, 0.05 as lr 0.05 with scales [2, 1]), ``seed`` (the rule's generator: random signs and noise; kept in the state
 dict, so ``--resume`` is bit-identical). The relaxation state is recomputed from s = 0 every batch
 (the authors' ``init_neurons``), never stored. Evaluation relaxes ``T1`` free iterations.
 Accepted models: ``energy-mlp`` (hep: with a holomorphic activation).
@@ -62,7 +63,7 @@ class EquilibriumPropagation(Rule):
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, T1: int = 30, T2: int = 10,  # noqa: N803
                  beta: float = 0.1, N: int = 1, loss: str = "ce", noise: float = 0.0,  # noqa: N803
-                 random_sign: bool = False, seed: int = 0) -> None:
+                 random_sign: bool = False, seed: int = 0, layer_scales: tuple[float, ...] = ()) -> None:
         name = self.name
         if isinstance(T1, bool) or not isinstance(T1, int) or T1 < 1:
             raise _option_error(name, f"T1 (free-phase steps) must be a whole number >= 1, got {T1!r}")
@@ -75,6 +76,12 @@ class EquilibriumPropagation(Rule):
         if not isinstance(noise, int | float) or not math.isfinite(noise) or noise < 0:
             raise _option_error(name, f"noise (std of the relaxation noise) must be a number >= 0, got {noise!r}")
         super().__init__(model, batch_loss_fn(loss) if loss_fn is None else loss_fn)
+        layers = len(self.model.layers)
+        scales = tuple(float(v) for v in layer_scales)
+        if scales and (len(scales) != layers or not all(math.isfinite(v) and v > 0 for v in scales)):
+            raise _option_error(name, f"layer_scales takes {layers} positive numbers (one per weight layer: lr_k = "
+                                f"lr x scale_k), got {list(layer_scales)}")
+        self.layer_scales = scales
         self.T1, self.T2, self.beta, self.N = int(T1), int(T2), float(beta), int(N)
         self.loss, self.noise, self.random_sign = loss, float(noise), bool(random_sign)
         self.generator = seeded_generator(int(seed), EP_SEED_SALT)
@@ -123,8 +130,9 @@ class EquilibriumPropagation(Rule):
             onehot = nn.functional.one_hot(targets, model.num_classes).to(model.dtype)
             free = self.free_phase(flat, self.noise)
             estimate = self.estimate(flat, onehot, free)
-            for param, direction in zip(model.parameters(), estimate, strict=True):
-                param.grad = direction.real.to(param.dtype).clone()
+            for index, (param, direction) in enumerate(zip(model.parameters(), estimate, strict=True)):
+                scale = self.layer_scales[index // 2] if self.layer_scales else 1.0  # (weight, bias) per layer
+                param.grad = (scale * direction.real).to(param.dtype).clone()
             output = model.output(model.params(), free)
             loss = self.loss_fn(output, targets)
         return StepOutput(loss, output)
@@ -168,8 +176,8 @@ class ClassicEP(EquilibriumPropagation):
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, T1: int = 30, T2: int = 10,  # noqa: N803
                  beta: float = 0.1, loss: str = "ce", noise: float = 0.0, random_sign: bool = False,
-                 seed: int = 0) -> None:
-        super().__init__(model, loss_fn, T1, T2, beta, 1, loss, noise, random_sign, seed)
+                 seed: int = 0, layer_scales: tuple[float, ...] = ()) -> None:
+        super().__init__(model, loss_fn, T1, T2, beta, 1, loss, noise, random_sign, seed, layer_scales)
 
     def estimate(self, flat: torch.Tensor, onehot: torch.Tensor, free: list[torch.Tensor]) -> list[torch.Tensor]:
         """g = −[∂F/∂θ(s^β, β) − ∂F/∂θ(s⁰, 0)] / β."""
@@ -194,8 +202,9 @@ class SymmetricEP(EquilibriumPropagation):
                        rule_options={"T1": 10, "T2": 4, "beta": 0.5})
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, T1: int = 30, T2: int = 10,  # noqa: N803
-                 beta: float = 0.1, loss: str = "ce", noise: float = 0.0, seed: int = 0) -> None:
-        super().__init__(model, loss_fn, T1, T2, beta, 2, loss, noise, False, seed)
+                 beta: float = 0.1, loss: str = "ce", noise: float = 0.0, seed: int = 0,
+                 layer_scales: tuple[float, ...] = ()) -> None:
+        super().__init__(model, loss_fn, T1, T2, beta, 2, loss, noise, False, seed, layer_scales)
 
     def estimate(self, flat: torch.Tensor, onehot: torch.Tensor, free: list[torch.Tensor]) -> list[torch.Tensor]:
         """g = −[∂F/∂θ(s^β, β) − ∂F/∂θ(s^−β, −β)] / (2β)."""
@@ -216,10 +225,10 @@ class HolomorphicEP(EquilibriumPropagation):
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, T1: int = 30, T2: int = 10,  # noqa: N803
                  beta: float = 0.4, N: int = 10, loss: str = "ce", noise: float = 0.0,  # noqa: N803
-                 seed: int = 0) -> None:
+                 seed: int = 0, layer_scales: tuple[float, ...] = ()) -> None:
         if isinstance(N, bool) or not isinstance(N, int) or N < 2:
             raise _option_error(self.name, f"N (points on the circle) must be a whole number >= 2, got {N!r}")
-        super().__init__(model, loss_fn, T1, T2, beta, N, loss, noise, False, seed)
+        super().__init__(model, loss_fn, T1, T2, beta, N, loss, noise, False, seed, layer_scales)
 
     @classmethod
     def check_model(cls, model: nn.Module) -> None:  # noqa: D102
