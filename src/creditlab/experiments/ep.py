@@ -125,7 +125,8 @@ def run_arm(ctx: ExperimentContext, label: str, seed: int, data: Dataset) -> dic
     values = theirs["paper_test_accuracy"]
     alignment = history[-1].get("alignment", {})
     final = {
-        "label": label, "test_accuracy": accuracy, "epochs_run": len(history), "train_examples": train_examples,
+        "label": label, "test_accuracy": accuracy, "epochs_run": len(history),
+        "train_examples": train_examples,
         "test_examples": min(len(data.test_x), settings["test_limit"] or len(data.test_x)),
         "full_protocol_epochs": arm["epochs"], "step_time_s": sum(e.get("epoch_time_s", 0.0) for e in history) / max(steps, 1),
         "angles_deg_final": {n: m["angle_deg"] for n, m in alignment.items() if n.endswith("weight")},
@@ -166,7 +167,8 @@ def _percent(value: float | None) -> str:
 
 def _budget(final: dict[str, Any], config: dict[str, Any]) -> str:
     rule = config.get("rule_options") or {}
-    text = f"{final.get('epochs_run')}/{final.get('full_protocol_epochs')} ep × {final.get('train_examples', 0) / 1000:g}k"
+    text = (f"{final.get('epochs_run')}/{final.get('full_protocol_epochs')} ep × "
+            f"{final.get('train_examples', 0) / 1000:g}k")
     return text + f", T1/T2 {rule.get('T1')}/{rule.get('T2')}"
 
 

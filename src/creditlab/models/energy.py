@@ -83,7 +83,52 @@ def batch_loss(loss: str, output: torch.Tensor, targets: torch.Tensor) -> torch.
     return 0.5 * ((output - onehot) ** 2).sum(dim=1).mean()
 
 
-class EnergyMLP(nn.Module):
+class EnergyNetwork(nn.Module):
+    """What the EP rules need of an energy-based network: states, ∂F/∂s (``drive``), the relaxation,
+    the output and the local ∂F/∂θ (``energy_gradients``), all on parameter lists (real or complex)."""
+
+    activation: str
+    num_classes: int
+    holomorphic_pooling: bool = True
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype (inputs are cast to it)."""
+        return next(self.parameters()).dtype
+
+    @property
+    def holomorphic(self) -> bool:
+        """Whether the dynamics are holomorphic (complex nudging, hEP, is possible)."""
+        return self.activation in HOLOMORPHIC_ACTIVATIONS and self.holomorphic_pooling
+
+    def params(self, dtype: torch.dtype | None = None) -> Params:
+        """The parameters in the order of ``parameters()``, detached and cast to ``dtype``."""
+        return [p.detach().to(dtype or p.dtype) for p in self.parameters()]
+
+    def flatten_input(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """(batch, *input_shape) -> (batch, in_features) in ``dtype`` (the model's by default)."""
+        return x.reshape(x.shape[0], -1).to(dtype or self.dtype)
+
+    def drive(self, params: Params, x: torch.Tensor, states: Sequence[torch.Tensor], beta: complex | float = 0.0,
+              onehot: torch.Tensor | None = None, loss: str = "ce") -> list[torch.Tensor]:
+        """∂F/∂s_k for every state layer k."""
+        raise NotImplementedError
+
+    def relax(self, params: Params, x: torch.Tensor, states: Sequence[torch.Tensor], steps: int,
+              beta: complex | float = 0.0, onehot: torch.Tensor | None = None, loss: str = "ce",
+              noise: float = 0.0, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """``steps`` synchronous iterations s ← σ(∂F/∂s + ξ), ξ ~ N(0, noise²) from ``generator``."""
+        states = list(states)
+        for _ in range(steps):
+            drives = self.drive(params, x, states, beta, onehot, loss)
+            if noise > 0.0:
+                drives = [u + noise * torch.randn(u.shape, generator=generator, dtype=u.real.dtype).to(u.device)
+                          for u in drives]
+            states = [activate(self.activation, u) for u in drives]
+        return states
+
+
+class EnergyMLP(EnergyNetwork):
     """Layered Hopfield-like network (module docstring). x: (batch, *input_shape) -> o (batch, classes).
 
     ``layers[k]`` (an ``nn.Linear``) maps state k to state k + 1 (state 0 is the input); with
@@ -121,24 +166,6 @@ class EnergyMLP(nn.Module):
                 layer.bias.zero_()
             self.layers.append(layer)
 
-    @property
-    def dtype(self) -> torch.dtype:
-        """The parameters' dtype (inputs are cast to it)."""
-        return self.layers[0].weight.dtype
-
-    @property
-    def holomorphic(self) -> bool:
-        """Whether σ is holomorphic (complex nudging, hEP, is possible)."""
-        return self.activation in HOLOMORPHIC_ACTIVATIONS
-
-    def params(self, dtype: torch.dtype | None = None) -> Params:
-        """[W_1, b_1, W_2, b_2, ...] (the order of ``parameters()``), detached and cast to ``dtype``."""
-        return [p.detach().to(dtype or p.dtype) for p in self.parameters()]
-
-    def flatten_input(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """(batch, *input_shape) -> (batch, in_features) in ``dtype`` (the model's by default)."""
-        return x.reshape(x.shape[0], -1).to(dtype or self.dtype)
-
     def initial_state(self, batch: int, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
         """s = 0 in every state layer (the authors' ``init_neurons``)."""
         return [torch.zeros(batch, width, dtype=dtype, device=device) for width in self.state_widths]
@@ -168,19 +195,6 @@ class EnergyMLP(nn.Module):
                 drives[-1] = drives[-1] - beta * error
         return drives
 
-    def relax(self, params: Params, x: torch.Tensor, states: Sequence[torch.Tensor], steps: int,
-              beta: complex | float = 0.0, onehot: torch.Tensor | None = None, loss: str = "ce",
-              noise: float = 0.0, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        """``steps`` synchronous iterations s ← σ(∂F/∂s + ξ), ξ ~ N(0, noise²) from ``generator``."""
-        states = list(states)
-        for _ in range(steps):
-            drives = self.drive(params, x, states, beta, onehot, loss)
-            if noise > 0.0:
-                drives = [u + noise * torch.randn(u.shape, generator=generator, dtype=u.real.dtype).to(u.device)
-                          for u in drives]
-            states = [activate(self.activation, u) for u in drives]
-        return states
-
     def energy_gradients(self, params: Params, x: torch.Tensor, states: Sequence[torch.Tensor],
                          beta: complex | float = 0.0, onehot: torch.Tensor | None = None, loss: str = "ce"
                          ) -> Params:
@@ -209,7 +223,7 @@ class EnergyMLP(nn.Module):
         return self.output(params, self.relax(params, flat, states, self.steps))
 
 
-def fixed_point_gradients(model: EnergyMLP, x: torch.Tensor, targets: torch.Tensor, loss: str, steps: int
+def fixed_point_gradients(model: EnergyNetwork, x: torch.Tensor, targets: torch.Tensor, loss: str, steps: int
                           ) -> list[torch.Tensor]:
     """dL/dθ at the free fixed point s* (L = batch mean of ℓ), by implicit differentiation.
 
@@ -239,9 +253,9 @@ def fixed_point_gradients(model: EnergyMLP, x: torch.Tensor, targets: torch.Tens
             for a, b, p in zip(loss_wrt_params, through_state, params, strict=True)]
 
 
-def is_energy_mlp(model: nn.Module) -> bool:
-    """True for an :class:`EnergyMLP` (the model the EP rules train)."""
-    return isinstance(model, EnergyMLP)
+def is_energy_network(model: nn.Module) -> bool:
+    """True for an :class:`EnergyNetwork` (``energy-mlp``, ``energy-convnet``: the models the EP rules train)."""
+    return isinstance(model, EnergyNetwork)
 
 
 ENERGY_MLP_OPTIONS = {
@@ -275,4 +289,4 @@ def build_energy_mlp(input_shape: tuple[int, ...], num_classes: int, **options: 
 
 
 __all__ = ["ACTIVATIONS", "LOSSES", "EnergyMLP", "activate", "batch_loss", "build_energy_mlp",
-           "fixed_point_gradients", "is_energy_mlp", "loss_derivative"]
+           "EnergyNetwork", "fixed_point_gradients", "is_energy_network", "loss_derivative"]

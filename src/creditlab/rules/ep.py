@@ -23,10 +23,12 @@ free step and the nudged state (departure: the authors average the last 5 steps 
 Options: ``T1`` (≥ 1), ``T2`` (≥ 1), ``beta`` (≠ 0; its sign is the first point's), ``N`` (hep, ≥ 2),
 ``loss`` (``ce`` / ``mse``), ``noise`` (≥ 0), ``random_sign`` (ep: β's sign drawn per batch,
 Scellier & Bengio 2017), ``layer_scales`` (per weight layer, multiplies g: per-layer learning
-rates lr·scale_k, e.g. Scellier & Bengio's α = 0.1, 0.05 as lr 0.05 with scales [2, 1]), ``seed`` (the rule's generator: random signs and noise; kept in the state
-dict, so ``--resume`` is bit-identical). The relaxation state is recomputed from s = 0 every batch
+rates lr·scale_k, e.g. Scellier & Bengio's α = 0.1, 0.05 as lr 0.05 with scales [2, 1]), ``seed``
+(the rule's generator: random signs and noise; kept in the state dict, so ``--resume`` is
+bit-identical). The relaxation state is recomputed from s = 0 every batch
 (the authors' ``init_neurons``), never stored. Evaluation relaxes ``T1`` free iterations.
-Accepted models: ``energy-mlp`` (hep: with a holomorphic activation).
+Accepted models: ``energy-mlp``, ``energy-convnet`` (hep: holomorphic dynamics, i.e. my-sigmoid and,
+on the convnet, average pooling).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
-from creditlab.models.energy import COMPLEX, LOSSES, EnergyMLP, batch_loss, fixed_point_gradients, is_energy_mlp
+from creditlab.models.energy import COMPLEX, LOSSES, EnergyNetwork, batch_loss, fixed_point_gradients, is_energy_network
 from creditlab.rules import register_rule
 from creditlab.rules.base import DemoSetting, LossFn, Rule, StepOutput, require
 from creditlab.seeding import seeded_generator
@@ -58,7 +60,7 @@ def _option_error(rule: str, text: str) -> ValueError:
 class EquilibriumPropagation(Rule):
     """Shared machinery of the three EP variants (module docstring); subclasses pick the estimator."""
 
-    accepts: ClassVar[str] = "energy-mlp (the layered energy-based network; --model energy-mlp)"
+    accepts: ClassVar[str] = "energy-based networks: energy-mlp, energy-convnet"
     points: ClassVar[str] = ""
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, T1: int = 30, T2: int = 10,  # noqa: N803
@@ -88,7 +90,7 @@ class EquilibriumPropagation(Rule):
 
     @classmethod
     def check_model(cls, model: nn.Module) -> None:  # noqa: D102
-        require(is_energy_mlp(model), cls, model, "EP needs an energy-based network relaxed to a fixed point")
+        require(is_energy_network(model), cls, model, "EP needs an energy-based network relaxed to a fixed point")
 
     # the generator's state travels in the rule's state dict
     def get_extra_state(self) -> dict[str, Any]:  # noqa: D102
@@ -100,14 +102,14 @@ class EquilibriumPropagation(Rule):
     # -- phases -----------------------------------------------------------------------------------
     def free_phase(self, flat: torch.Tensor, noise: float = 0.0) -> list[torch.Tensor]:
         """s⁰: ``T1`` free iterations from s = 0."""
-        model: EnergyMLP = self.model
+        model: EnergyNetwork = self.model
         start = model.initial_state(flat.shape[0], model.dtype, flat.device)
         return model.relax(model.params(), flat, start, self.T1, noise=noise, generator=self.generator)
 
     def nudged_gradient(self, flat: torch.Tensor, onehot: torch.Tensor, start: list[torch.Tensor],
                         beta: complex | float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(s^β after ``T2`` iterations from ``start``, ∂F/∂θ there), complex for complex β."""
-        model: EnergyMLP = self.model
+        model: EnergyNetwork = self.model
         if isinstance(beta, complex):
             dtype = COMPLEX[model.dtype]
             params, flat = model.params(dtype), flat.to(dtype)
@@ -124,7 +126,7 @@ class EquilibriumPropagation(Rule):
     # -- the protocol -----------------------------------------------------------------------------
     def compute_update(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
         """Free phase, the variant's nudged phases, g into ``.grad``; the loss at the free state."""
-        model: EnergyMLP = self.model
+        model: EnergyNetwork = self.model
         with torch.no_grad():
             flat = model.flatten_input(inputs)
             onehot = nn.functional.one_hot(targets, model.num_classes).to(model.dtype)
@@ -139,7 +141,7 @@ class EquilibriumPropagation(Rule):
 
     def forward_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """o at the free state after ``T1`` iterations (no noise: evaluation draws nothing)."""
-        model: EnergyMLP = self.model
+        model: EnergyNetwork = self.model
         with torch.no_grad():
             flat = model.flatten_input(inputs)
             start = model.initial_state(flat.shape[0], model.dtype, flat.device)
@@ -181,7 +183,7 @@ class ClassicEP(EquilibriumPropagation):
 
     def estimate(self, flat: torch.Tensor, onehot: torch.Tensor, free: list[torch.Tensor]) -> list[torch.Tensor]:
         """g = −[∂F/∂θ(s^β, β) − ∂F/∂θ(s⁰, 0)] / β."""
-        model: EnergyMLP = self.model
+        model: EnergyNetwork = self.model
         beta = self.beta
         if self.random_sign and torch.randint(0, 2, (), generator=self.generator).item() == 1:
             beta = -beta
@@ -219,7 +221,8 @@ class HolomorphicEP(EquilibriumPropagation):
 
     name = "hep"
     description = "holomorphic EP (Laborieux & Zenke 2022): N complex nudges on a circle, exact at finite β"
-    accepts = "energy-mlp with a holomorphic activation (activation=my-sigmoid, the default)"
+    accepts = ("energy-mlp, energy-convnet with holomorphic dynamics (activation=my-sigmoid, the default; "
+               "pooling=avg on the convnet)")
     demo = DemoSetting(floor=0.65, model="energy-mlp", model_options=DEMO_MODEL, training=DEMO_TRAINING,
                        rule_options={"T1": 10, "T2": 4, "beta": 0.5, "N": 4})
 
@@ -233,8 +236,9 @@ class HolomorphicEP(EquilibriumPropagation):
     @classmethod
     def check_model(cls, model: nn.Module) -> None:  # noqa: D102
         super().check_model(model)
-        require(model.holomorphic, cls, model, f"its activation {model.activation!r} is not holomorphic, so complex "
-                "nudging is undefined (use --model-opt activation=my-sigmoid)")
+        require(model.holomorphic, cls, model, "its dynamics are not holomorphic (activation "
+                f"{model.activation!r}, or max pooling), so complex nudging is undefined (use --model-opt "
+                "activation=my-sigmoid, and pooling=avg on energy-convnet)")
 
     def points(self) -> list[complex]:
         """β_t = β e^{2πit/N}, t = 0..N−1."""
