@@ -3,13 +3,16 @@
 Primitive function (their ``P_CNN``; Laborieux & Zenke 2022's ``xent_phi``), states s_1..s_K of shape
 (batch, C_k, H_k, W_k), s_0 = x::
 
-    Φ(x, s) = Σ_{k=1..K} P(conv_k(s_{k-1})) · s_k,     o = W_r vec(s_K) + b_r,     F = Φ − β Σ_n ℓ(o_n, y_n)
+    Φ(x, s) = Σ_{k=1..K} P(conv_k(s_{k-1})) · s_k,   o = W_r vec(s_K) + b_r,   F = Φ − β Σ_n ℓ(o_n, y_n)
 
-with 3×3 convolutions (padding 1) and 2×2 pooling P of stride 2 (``max``, the 2021 paper's, or
+with 3×3 convolutions (padding 1, 1, 1, 0: the authors' ``--paddings``) and 2×2 pooling P of stride 2
+(``max``, the 2021 paper's, or
 ``avg``, which keeps the dynamics holomorphic so that ``hep`` can train the net). The relaxation is
 s ← σ(∂F/∂s); ∂F/∂s and ∂F/∂θ come from autograd on Φ (the authors' ``grad(phi)`` too), in complex
 arithmetic for hEP (torch returns the conjugate of the holomorphic derivative, which is undone).
-Default channels (128, 256, 512, 512) on 32×32 inputs: 32 → 16 → 8 → 4 → 2, readout 2048 → 10.
+Default channels (128, 256, 512, 512) on 32×32 inputs: 32 → 16 → 8 → 4 → 1, readout 512 → 10
+(Laborieux-Axel/Equilibrium-Propagation's CIFAR-10 command: ``--channels 128 256 512 512 --pools mmmm
+--paddings 1 1 1 0 --act my_hard_sig``; ``hard-sigmoid`` here is their my_hard_sig).
 """
 
 from __future__ import annotations
@@ -43,16 +46,23 @@ class EnergyConvNet(EnergyNetwork):
 
     def __init__(self, input_shape: tuple[int, int, int], channels: Sequence[int], num_classes: int,
                  activation: str = "my-sigmoid", pooling: str = "max", steps: int = 30,
+                 paddings: Sequence[int] | None = None,
                  dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"option 'activation' takes one of {', '.join(ACTIVATIONS)}, got {activation!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"option 'pooling' takes one of {', '.join(POOLINGS)}, got {pooling!r}")
+        paddings = [1] * len(channels) if paddings is None else [int(p) for p in paddings]
+        if len(paddings) != len(channels) or any(p not in (0, 1) for p in paddings):
+            raise ValueError(f"option 'paddings' takes one 0 or 1 per conv layer ({len(channels)}), got {paddings}")
         size = min(input_shape[1], input_shape[2])
-        if size < 2 ** len(channels):
-            raise ValueError(f"{len(channels)} pooled conv layers need inputs of at least {2 ** len(channels)} "
-                             f"pixels a side, got {tuple(input_shape)}")
+        for padding in paddings:
+            size = (size + 2 * padding - 2) // 2
+        if size < 1:
+            raise ValueError(f"{len(channels)} pooled conv layers with paddings {paddings} leave no pixel of an "
+                             f"input of shape {tuple(input_shape)}")
+        self.paddings = paddings
         self.activation, self.pooling, self.steps, self.output_kind = activation, pooling, int(steps), "readout"
         self.holomorphic_pooling = pooling == "avg"
         self.num_classes, self.trained_by = num_classes, TRAINED_BY
@@ -60,10 +70,11 @@ class EnergyConvNet(EnergyNetwork):
         self.state_shapes: list[tuple[int, int, int]] = []
         self.layers = nn.ModuleList()
         height, width, below = input_shape[1], input_shape[2], input_shape[0]
-        for count in channels:
-            conv = nn.Conv2d(below, count, 3, padding=1, dtype=dtype)
+        for count, padding in zip(channels, paddings, strict=True):
+            conv = nn.Conv2d(below, count, 3, padding=padding, dtype=dtype)
             self.layers.append(conv)
-            height, width, below = height // 2, width // 2, count
+            height, width = (height + 2 * padding - 2) // 2, (width + 2 * padding - 2) // 2
+            below = count
             self.state_shapes.append((count, height, width))
         self.layers.append(nn.Linear(below * height * width, num_classes, dtype=dtype))
         with torch.no_grad():
@@ -90,14 +101,14 @@ class EnergyConvNet(EnergyNetwork):
         return functional.max_pool2d(u, 2)
 
     def _conv(self, params: Params, k: int, below: torch.Tensor) -> torch.Tensor:
-        weight, bias = params[2 * k], params[2 * k + 1]
+        weight, bias, pad = params[2 * k], params[2 * k + 1], self.paddings[k]
         if below.is_complex():  # conv2d has no complex kernel on every backend: four real convolutions
-            real = functional.conv2d(below.real, weight.real, bias.real, padding=1) - functional.conv2d(
-                below.imag, weight.imag, None, padding=1)
-            imag = functional.conv2d(below.real, weight.imag, bias.imag, padding=1) + functional.conv2d(
-                below.imag, weight.real, None, padding=1)
+            real = functional.conv2d(below.real, weight.real, bias.real, padding=pad) - functional.conv2d(
+                below.imag, weight.imag, None, padding=pad)
+            imag = functional.conv2d(below.real, weight.imag, bias.imag, padding=pad) + functional.conv2d(
+                below.imag, weight.real, None, padding=pad)
             return torch.complex(real, imag)
-        return functional.conv2d(below, weight, bias, padding=1)
+        return functional.conv2d(below, weight, bias, padding=pad)
 
     def phi(self, params: Params, x: torch.Tensor, states: Sequence[torch.Tensor]) -> torch.Tensor:
         """Φ summed over the batch (module docstring)."""
@@ -154,6 +165,7 @@ class EnergyConvNet(EnergyNetwork):
 ENERGY_CONVNET_OPTIONS = {
     "channels": Option([128, 256, 512, 512], "channels of the conv state layers (each pooled 2x2)", minimum=1),
     "activation": Option("my-sigmoid", "σ of the state layers", choices=ACTIVATIONS),
+    "paddings": Option([1, 1, 1, 0], "conv padding per layer, 0 or 1 (the authors': 1 1 1 0)", minimum=0, maximum=1),
     "pooling": Option("max", "2x2 pooling: max (Laborieux et al. 2021) or avg (holomorphic: hep)", choices=POOLINGS),
     "steps": Option(30, "free relaxation steps of forward() (bp through time)", minimum=1),
     "dtype": Option("float32", "parameter dtype", choices=tuple(DTYPES)),
@@ -176,6 +188,7 @@ def build_energy_convnet(input_shape: tuple[int, ...], num_classes: int, **optio
     shape = tuple(int(v) for v in input_shape)
     return EnergyConvNet((shape[0], shape[1], shape[2]), check_widths("channels", values["channels"]), num_classes,
                          str(values["activation"]), str(values["pooling"]), int(values["steps"]),
+                         [int(p) for p in values["paddings"]],
                          DTYPES[str(values["dtype"])], init_generator(None if seed < 0 else seed))
 
 
