@@ -18,6 +18,7 @@ from creditlab.models import build_model
 from creditlab.rules import build_rule
 
 STEPS = 400  # relaxation steps: the small net's fixed-point iteration converges far below 1e-12
+CONV_STEPS = 150  # the same for the tiny conv net (autograd per step: fewer)
 
 
 def _tiny(output: str = "readout", activation: str = "my-sigmoid"):
@@ -185,3 +186,44 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(rule, options, mnis
     for key, value in full_state["model"].items():
         assert torch.equal(value, cut_state["model"][key]), key
     assert torch.equal(full_state["rule"]["_extra_state"]["generator"], cut_state["rule"]["_extra_state"]["generator"])
+
+
+def _fixed_point_loss(model, x, y) -> float:
+    """L at the free fixed point (relaxed to convergence), for finite differences."""
+    with torch.no_grad():
+        flat = model.flatten_input(x)
+        states = model.relax(model.params(), flat, model.initial_state(x.shape[0], model.dtype, x.device), CONV_STEPS)
+        return torch.nn.functional.cross_entropy(model.output(model.params(), states), y).item()
+
+
+@pytest.mark.parametrize(("pooling", "rule", "options", "tolerance"), [
+    ("avg", "hep", {"beta": 0.1, "N": 12}, 1e-7), ("max", "ep-sym", {"beta": 0.01}, 1e-3)])
+def test_conv_energy_net_estimates_match_finite_differences_at_the_fixed_point(pooling, rule, options,
+                                                                               tolerance) -> None:
+    """energy-convnet: the EP estimate vs central differences of the loss at the converged free state."""
+    model = build_model("energy-convnet", (2, 8, 8), 3, channels=[2, 3], paddings=[1, 1], dtype="float64", seed=2,
+                        pooling=pooling)
+    generator = torch.Generator().manual_seed(5)
+    x, y = torch.rand(4, 2, 8, 8, generator=generator, dtype=torch.float64), torch.tensor([0, 1, 2, 1])
+    build_rule(rule, model, T1=CONV_STEPS, T2=CONV_STEPS, **options).step(x, y)
+    params = list(model.parameters())
+    picks = [(i, j) for i, p in enumerate(params) for j in (0, p.numel() - 1)]
+    worst, scale = 0.0, 0.0
+    for i, j in picks:
+        flat = params[i].data.view(-1)
+        original, h = flat[j].item(), 1e-5
+        flat[j] = original + h
+        up = _fixed_point_loss(model, x, y)
+        flat[j] = original - h
+        down = _fixed_point_loss(model, x, y)
+        flat[j] = original
+        numeric = (up - down) / (2 * h)
+        worst = max(worst, abs(params[i].grad.view(-1)[j].item() - numeric))
+        scale = max(scale, abs(numeric))
+    assert worst / scale < tolerance, (worst, scale)
+
+
+def test_hep_refuses_the_max_pooled_conv_net() -> None:
+    model = build_model("energy-convnet", (2, 8, 8), 3, channels=[2, 3], paddings=[1, 1], seed=2)
+    with pytest.raises(IncompatibleModelError, match="holomorphic"):
+        build_rule("hep", model)
