@@ -18,8 +18,9 @@ from creditlab.data import load_dataset
 from creditlab.models import MODELS
 
 #: options that only shrink a one-off preparation for a one-step run: the STDP-CSNN extractor is otherwise
-#: fitted on 10,000 images, and SAL's spiking phase runs 5 x 100 steps of 32 chains, before the first step
-SMALL_MODEL = {"stdp-csnn": {"extractor_train": 16}}
+#: fitted on 10,000 images, SAL's spiking phase runs 5 x 100 steps of 32 chains before the first step, and
+#: the energy conv net relaxes 40 times per step (~1 min a step at its full width on a CPU)
+SMALL_MODEL = {"stdp-csnn": {"extractor_train": 16}, "energy-convnet": {"channels": [4, 4, 4, 4]}}
 SMALL_RULE = {"sal": {"iterations": 1, "steps": 20, "chains": 2}}
 
 PAIRS = [(rule, model) for rule, row in build_table().items() for model in row["models"]]
