@@ -116,7 +116,7 @@ def test_wrong_type_out_of_range_and_empty_list_exit_2(name: str, key: str, runs
     ("gaitprop-mnist", "epochs", "-2", "a whole number >= 1"),
     ("gaitprop-mnist", "train_limit", "1.5", "a whole number >= 1"),
     ("gaitprop-mnist", "width", "0", "a whole number >= 1"),
-    ("gaitprop-mnist", "rules", "[]", "a non-empty list of names from 'bp', 'gaitprop', 'tp', 'dtp'"),
+    ("gaitprop-mnist", "rules", "[]", "a non-empty list of names from 'bp', 'gaitprop', 'tp'"),
     ("fa-theory-loss", "activation", "swish", "one of 'linear', 'relu', 'tanh', 'sigmoid', or a non-empty list"),
     ("ncg-fmnist", "folds", "ten", "a whole number >= 2"),
     ("ncg-fmnist", "epochs", "-1", "a whole number >= 1"),

@@ -43,11 +43,12 @@ DEPARTURES = ("torch centered RMSprop (eps sqrt(1e-3) outside the root; theirs 1
               "epoch); all layers trained (their script never updates W6, B5); one seed (theirs: 10 runs)")
 
 _OPTIONS = {
-    "epochs": ExperimentOption(100, "epochs (the authors': 100)"),
-    "train_limit": ExperimentOption(50_000, "training images, the first N (the authors': 50,000)"),
-    "test_limit": ExperimentOption(10_000, "test images, the first N (all 10,000)"),
+    "epochs": ExperimentOption(100, "epochs (the authors': 100)", minimum=1),
+    "train_limit": ExperimentOption(50_000, "training images, the first N (the authors': 50,000)",
+                                    minimum=1),
+    "test_limit": ExperimentOption(10_000, "test images, the first N (all 10,000)", minimum=1),
     "time_budget_s": ExperimentOption(0.0, "per rule: stop after the epoch in which this many seconds pass "
-                                           "(0: no limit; a stated reduced protocol on the CPU)"),
+                                           "(0: no limit; a stated reduced protocol on the CPU)", minimum=0),
     "bp": ExperimentOption(False, "also train BP on the same network (the authors' BP lr)"),
 }
 

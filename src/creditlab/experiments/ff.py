@@ -50,8 +50,10 @@ LOCKSTEP = "ff-mnist/lockstep-reference-code"
 #: the record of the interleaved step-time comparison with the reference code
 STEP_TIME = "ff-mnist/step-time-reference-code"
 OPTIONS = {
-    "protocol": ExperimentOption("reference", "reference (loeweX: 3x1000, 100 epochs) or paper (4x2000, 60)"),
-    "max_epochs": ExperimentOption(0, "run only the protocol's first N epochs (<= half of them); 0: all"),
+    "protocol": ExperimentOption("reference", "reference (loeweX: 3x1000, 100 epochs) or paper (4x2000, 60)",
+                                 choices=("reference", "paper")),
+    "max_epochs": ExperimentOption(0, "run only the protocol's first N epochs (<= half of them); 0: all",
+                                   minimum=0),
 }
 
 

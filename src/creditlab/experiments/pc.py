@@ -40,10 +40,11 @@ RULE_OPTIONS: dict[str, Any] = {"T": 5, "inference_rate": 0.1, "energy": "ce"}
 SETTINGS: dict[str, Any] = {"batch_size": 128, "lr": 1e-3, "optimizer": "adam", "schedule": "none",
                             "normalization": "standard", "weight_decay": 0.0}
 OPTIONS = {
-    "epochs": ExperimentOption(25, "epochs per seed (PCX's MLP setting: 25)"),
-    "seeds": ExperimentOption([0, 1, 2, 3, 4], "seeds, each trained in both frameworks"),
+    "epochs": ExperimentOption(25, "epochs per seed (PCX's MLP setting: 25)", minimum=1),
+    "seeds": ExperimentOption([0, 1, 2, 3, 4], "seeds, each trained in both frameworks", item=int, minimum=0,
+                              single=True),
     "pcx": ExperimentOption(True, "also run PCX side by side (needs the pcx extra)"),
-    "timing_rounds": ExperimentOption(200, "interleaved timed steps per framework"),
+    "timing_rounds": ExperimentOption(200, "interleaved timed steps per framework", minimum=1),
 }
 QUICK = {"epochs": 1, "seeds": [0], "train_limit": 1024, "test_limit": 500, "timing_rounds": 5}
 

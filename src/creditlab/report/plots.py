@@ -214,7 +214,7 @@ def plot_accuracy_vs_step_time(records: Sequence[dict[str, Any]], path: Path) ->
 
 
 ACCURACY_KEYS = (("test_accuracy", 100.0, False), ("test_accuracy_pct_mean", 1.0, False),
-                 ("mean test_accuracy", 100.0, False), ("test_error_pct", 1.0, True))
+                 ("mean test_accuracy", 100.0, False), ("test_error_pct", 1.0, True), ("test_error", 100.0, True))
 MAX_POINTS_PER_RULE = 3
 
 
