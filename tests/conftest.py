@@ -118,3 +118,17 @@ def killed_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> Iterator[None]
             yield
     finally:
         monkeypatch.setattr(Rule, "step", original_step)
+
+
+def killed_and_resumed(rule: str, model: str, data: Dataset, root: Path, monkeypatch: pytest.MonkeyPatch,
+                       kill_at: int, **options: object) -> tuple[dict, dict, dict, dict]:
+    """Train ``rule`` on ``model`` once straight through (``root/full``) and once killed at step ``kill_at``
+    then resumed (``root/cut``); returns both summaries and both final checkpoints."""
+    from creditlab.train import train_from_names
+
+    full = train_from_names(rule, model, "mnist", loaded=data, out_dir=str(root / "full"), **options)
+    with killed_at_step(monkeypatch, kill_at):
+        train_from_names(rule, model, "mnist", loaded=data, out_dir=str(root / "cut"), **options)
+    resumed = train_from_names(rule, model, "mnist", loaded=data, out_dir=str(root / "cut"), resume=True, **options)
+    checkpoints = [torch.load(root / run / "checkpoint.pt", weights_only=False) for run in ("full", "cut")]
+    return full, resumed, checkpoints[0], checkpoints[1]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from conftest import killed_at_step
+from conftest import killed_and_resumed
 from creditlab.cli import app
 from creditlab.errors import IncompatibleModelError
 from creditlab.models import build_model
@@ -114,14 +114,8 @@ def test_killed_and_resumed_pc_run_equals_the_uninterrupted_one(mnist_small, tmp
                                                                 one_thread) -> None:  # noqa: ANN001
     options = {"model_options": {"hidden": (32, 32)}, "epochs": 2, "train_limit": 1000, "test_limit": 200,
                "batch_size": 100, "progress": False, "rule_options": {"T": 3}}
-    full = train_from_names("pc", "mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "full"), **options)
-    with killed_at_step(monkeypatch, 15):
-        train_from_names("pc", "mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "cut"), **options)
-    resumed = train_from_names("pc", "mlp", "mnist", loaded=mnist_small, out_dir=str(tmp_path / "cut"),
-                               resume=True, **options)
+    full, resumed, a, b = killed_and_resumed("pc", "mlp", mnist_small, tmp_path, monkeypatch, 15, **options)
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     assert full["test_accuracy"] > 0.5
