@@ -85,7 +85,8 @@ class ForwardForward(Rule):
     optimizer_requirement = OptimizerRequirement(
         "rule 'ff'", fixed={"weight_decay": 0.0}, defaults={"optimizer": "sgd", "lr": 1e-3, "momentum": 0.9},
         reason="the rule applies its own weight decay (rule options weight_decay, readout_weight_decay)")
-    demo = DemoSetting(floor=0.65, model_options={"hidden": (256, 256)}, epochs=2, training={"schedule": "none"})
+    demo = DemoSetting(floor=0.65, model="ff-mlp", model_options={"hidden": (256, 256)}, epochs=2,
+                       training={"schedule": "none"})
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, threshold: float = 1.0,
                  peer_normalization: float = 0.03, peer_momentum: float = 0.9, weight_decay: float = 3e-4,

@@ -77,7 +77,7 @@ class PredictiveCoding(Rule):
     name = "pc"
     description = "Predictive coding (inference learning): T relaxation steps, then local updates"
     accepts = "model 'mlp' with activation relu, tanh, sigmoid, leaky_relu or identity (any depth and width)"
-    demo = DemoSetting(floor=0.75, model_options={"hidden": (128, 128)}, rule_options={"T": 5})
+    demo = DemoSetting(floor=0.75, model="mlp", model_options={"hidden": (128, 128)}, rule_options={"T": 5})
 
     def __init__(self, model: nn.Module, loss_fn: LossFn | None = None, T: int = 5, inference_rate: float = 0.1,
                  inference_momentum: float = 0.0, energy: str = "ce", variant: str = "pc",
